@@ -1,0 +1,125 @@
+"""predict / restore / predicted / directions: Algorithm 1's steps 1-3 and 6 on an optimizer."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from xgrad_rewrite.runtime import engine
+from xgrad_rewrite.runtime.registry import rule_for, unwrap
+
+_RECORDS: weakref.WeakKeyDictionary[torch.optim.Optimizer, engine.Record] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _record(optimizer: torch.optim.Optimizer) -> engine.Record:
+    record = _RECORDS.get(optimizer)
+    if record is None:
+        record = _RECORDS[optimizer] = engine.Record()
+    return record
+
+
+def _effective_s(s: float) -> float:
+    """s after the env overrides, read on every call: XGRAD_DISABLE=1 is off, XGRAD_S replaces s."""
+    if os.environ.get("XGRAD_DISABLE", "").strip() not in ("", "0"):
+        return 0.0
+    override = os.environ.get("XGRAD_S", "").strip()
+    if override:
+        try:
+            s = float(override)
+        except ValueError:
+            raise ValueError(f"XGRAD_S must be a number, got {override!r}") from None
+    s = float(s)
+    if not math.isfinite(s) or s < 0:
+        raise ValueError(f"xgrad: s must be a finite number >= 0, got {s!r}")
+    return s
+
+
+def _install_hook(optimizer: torch.optim.Optimizer, record: engine.Record) -> None:
+    """A step pre-hook: restore θt before any step, then cache g_t for rules that need it."""
+    if record.hook is not None:
+        return
+    rule = rule_for(optimizer)
+
+    def pre_step(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        engine.restore(record)
+        if record.active:
+            engine.cache_grads(opt, rule, record)
+        else:
+            record.grads.clear()
+
+    record.hook = optimizer.register_step_pre_hook(pre_step)
+
+
+@torch.no_grad()
+def predict(optimizer: Any, s: float = 1.0) -> None:
+    """Stash θt and load θ̂ = θt − lr·s·Δθ (eq. 31) into every parameter with optimizer state.
+
+    Idempotent while predicted; s=0 (or XGRAD_DISABLE=1) does nothing. Never reads `p.grad`.
+    """
+    opt = unwrap(optimizer)
+    rule = rule_for(opt)
+    record = _record(opt)
+    _install_hook(opt, record)
+    if record.predicted:
+        return
+    s = _effective_s(s)
+    record.active = s > 0
+    if not record.active:
+        record.grads.clear()
+        return
+    record.stash = []
+    for batch, delta, lr in engine.compute(opt, rule, record):
+        engine.apply(batch, delta, float(lr) * s, record)
+
+
+@torch.no_grad()
+def restore(optimizer: Any) -> None:
+    """Write the stashed θt back bit for bit and drop the stash; a no-op when not predicted."""
+    record = _RECORDS.get(unwrap(optimizer))
+    if record is not None:
+        engine.restore(record)
+
+
+def is_predicted(optimizer: Any) -> bool:
+    """Whether the optimizer's parameters currently hold predicted weights θ̂."""
+    record = _RECORDS.get(unwrap(optimizer))
+    return record is not None and record.predicted
+
+
+@contextlib.contextmanager
+def predicted(optimizer: Any, s: float = 1.0) -> Iterator[None]:
+    """Predict on enter, restore on exit (also when the body raises)."""
+    predict(optimizer, s)
+    try:
+        yield
+    finally:
+        restore(optimizer)
+
+
+@torch.no_grad()
+def directions(optimizer: Any) -> list[tuple[Tensor, Tensor, float | Tensor]]:
+    """(param, Δθ as a new tensor, group lr) for every parameter with state: θ̂ = θ − lr·s·Δθ.
+
+    Mutates nothing (the FX path builds its prediction buffers from this). Parameters whose rule
+    needs the last gradient have a Δθ only once a step was taken after the first `predict`.
+    """
+    opt = unwrap(optimizer)
+    rule = rule_for(opt)
+    record = _record(opt)
+    if record.hook is None:  # from now on, steps cache g_t for rules that need it
+        record.active = True
+        _install_hook(opt, record)
+    out: list[tuple[Tensor, Tensor, float | Tensor]] = []
+    for batch, delta, lr in engine.compute(opt, rule, record):
+        for p, d in zip(batch.params, engine.materialize(batch, delta), strict=True):
+            out.append((p, d, lr))
+    return out

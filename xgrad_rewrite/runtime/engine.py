@@ -1,0 +1,132 @@
+"""The shared engine: gather parameters with state, compute Δθ by rule, stash θt, write θ̂ in place.
+
+Two steps kept apart so other back ends can plug in (issue 10's fused path):
+`compute(optimizer, rule, record)` yields `(Batch, Delta, lr)` per param group × device × dtype and
+never writes anything; `apply(batch, delta, coef, record)` stashes θt and writes
+θ̂ = θt − coef·Δθ (coef = lr·s) with one `_foreach_addcdiv_` / `_foreach_add_`. `materialize`
+turns a Delta into plain Δθ tensors for `directions` (the FX path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from xgrad_rewrite.runtime.rules.base import Batch, Delta, Rule
+
+
+@dataclass
+class Record:
+    """Per-optimizer data, kept outside `optimizer.state` so `state_dict()` never sees it."""
+
+    stash: list[tuple[list[Tensor], list[Tensor]]] | None = None
+    grads: dict[Tensor, Tensor] = field(default_factory=dict)  # keyed like optimizer.state
+    active: bool = False
+    hook: Any = None
+
+    @property
+    def predicted(self) -> bool:
+        return self.stash is not None
+
+
+def _theta(params: list[Tensor], record: Record) -> list[Tensor]:
+    """θt for these params: the stashed copy while predicted, else the params themselves."""
+    if not record.stash:
+        return params
+    saved = {id(p): c for ps, cs in record.stash for p, c in zip(ps, cs, strict=True)}
+    return [saved.get(id(p), p) for p in params]
+
+
+def compute(
+    optimizer: torch.optim.Optimizer, rule: Rule, record: Record
+) -> Iterator[tuple[Batch, Delta, float | Tensor]]:
+    """Δθ for every parameter that has state (and a cached gradient where the rule needs one)."""
+    state = optimizer.state
+    for group in optimizer.param_groups:
+        needs_grad = rule.needs_grad(group)
+        by_key: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+        for p in group["params"]:
+            if needs_grad:
+                if p not in record.grads:
+                    continue
+            elif not state.get(p):
+                continue
+            by_key.setdefault((p.device, p.dtype), []).append(p)
+        for params in by_key.values():
+            batch = Batch(
+                params=params,
+                states=[state.get(p, {}) for p in params],
+                group=group,
+                grads=[record.grads[p] for p in params] if needs_grad else None,
+                theta=_theta(params, record),
+            )
+            yield batch, rule.delta(batch), group["lr"]
+
+
+def _per_tensor(x: float | list[float], n: int) -> list[float]:
+    return list(x) if isinstance(x, list) else [x] * n
+
+
+def apply(batch: Batch, delta: Delta, coef: float, record: Record) -> None:
+    """Stash θt, then θ̂ = θt − coef·Δθ in place (never rebinding `p.data`)."""
+    params = batch.params
+    stash = [torch.empty_like(p) for p in params]
+    torch._foreach_copy_(stash, params)
+    assert record.stash is not None
+    record.stash.append((params, stash))
+    if delta.decay:
+        torch._foreach_mul_(params, 1.0 - coef * delta.decay)
+    if delta.den is None:
+        if isinstance(delta.scale, list):
+            torch._foreach_add_(
+                params, torch._foreach_mul(delta.num, [-coef * c for c in delta.scale])
+            )
+        else:
+            torch._foreach_add_(params, delta.num, alpha=-coef * delta.scale)
+    else:
+        scalars = [-coef * c for c in _per_tensor(delta.scale, len(params))]
+        torch._foreach_addcdiv_(params, delta.num, delta.den, scalars)
+
+
+def materialize(batch: Batch, delta: Delta) -> list[Tensor]:
+    """Δθ as new tensors (scale·num/den + decay·θ), for `directions`; reads, never writes."""
+    n = len(batch.params)
+    if delta.den is None:
+        d = torch._foreach_mul(delta.num, _per_tensor(delta.scale, n))
+    else:
+        d = torch._foreach_div(delta.num, delta.den)
+        torch._foreach_mul_(d, _per_tensor(delta.scale, n))
+    if delta.decay:
+        torch._foreach_add_(d, batch.theta, alpha=delta.decay)
+    return d
+
+
+def restore(record: Record) -> None:
+    """Write θt back bit for bit and drop the stash."""
+    if record.stash is None:
+        return
+    for params, stash in record.stash:
+        torch._foreach_copy_(params, stash)
+    record.stash = None
+
+
+def cache_grads(optimizer: torch.optim.Optimizer, rule: Rule, record: Record) -> None:
+    """Keep g_t as the coming step uses it (maximize sign, L2 decay at θt), for rules needing it."""
+    for group in optimizer.param_groups:
+        if not rule.needs_grad(group):
+            continue
+        params = [p for p in group["params"] if p.grad is not None and not p.grad.is_sparse]
+        if not params:
+            continue
+        grads = [p.grad for p in params]
+        sign = -1.0 if group.get("maximize", False) else 1.0
+        cached = torch._foreach_mul(grads, sign)
+        weight_decay = group.get("weight_decay", 0.0)
+        if weight_decay and not group.get("decoupled_weight_decay", False):
+            torch._foreach_add_(cached, params, alpha=float(weight_decay))
+        for p, g in zip(params, cached, strict=True):
+            record.grads[p] = g

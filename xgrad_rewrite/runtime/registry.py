@@ -1,0 +1,62 @@
+"""Rules per optimizer class, looked up along the MRO; wrappers unwrapped to the torch optimizer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from xgrad_rewrite.runtime.rules.base import DeltaFn, Rule
+
+_RULES: dict[type, Rule] = {}
+
+_CLOSURE_DRIVEN = (torch.optim.LBFGS,)
+
+
+def register(cls: type, rule: Rule | DeltaFn) -> None:
+    """Use `rule` for `cls` and its subclasses (a plain `delta(batch)` function is wrapped)."""
+    if not isinstance(cls, type):
+        raise TypeError(f"register() needs an optimizer class, got {cls!r}")
+    _RULES[cls] = rule if isinstance(rule, Rule) else Rule(delta=rule, name=cls.__name__)
+
+
+def unwrap(optimizer: Any) -> torch.optim.Optimizer:
+    """The torch optimizer inside accelerate/Lightning-style wrappers (`.optimizer` attribute)."""
+    seen = 0
+    while not isinstance(optimizer, torch.optim.Optimizer) and seen < 8:
+        inner = getattr(optimizer, "optimizer", None)
+        if inner is None:
+            break
+        optimizer, seen = inner, seen + 1
+    return optimizer
+
+
+def _how_to_register(name: str) -> str:
+    return (
+        "Register a rule for it: `xgrad_rewrite.runtime.register("
+        f"{name}, rule)` where `rule(batch)` returns a Delta (see xgrad_rewrite.runtime.rules)."
+    )
+
+
+def rule_for(optimizer: Any) -> Rule:
+    """The rule of the nearest class on the optimizer's MRO, or a TypeError saying how to add it."""
+    cls = type(optimizer)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"xgrad: {name} is not a torch.optim.Optimizer (nor a wrapper with an `.optimizer` "
+            "that is one)."
+        )
+    if isinstance(optimizer, _CLOSURE_DRIVEN) and cls not in _RULES:
+        raise TypeError(
+            f"xgrad: {name} is closure-driven (it re-evaluates the loss inside step()), so "
+            "there is no single forward to run on predicted weights; XGrad does not support it. "
+            + _how_to_register(cls.__qualname__)
+        )
+    for klass in cls.__mro__:
+        rule = _RULES.get(klass)
+        if rule is not None:
+            return rule
+    raise TypeError(
+        f"xgrad: no weight-prediction rule for {name}. " + _how_to_register(cls.__qualname__)
+    )

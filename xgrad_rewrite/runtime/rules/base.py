@@ -1,0 +1,78 @@
+"""The rule interface: a `Batch` of parameters in, a `Delta` (Δθ as num/den·scale) out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Batch:
+    """Parameters of one param group that share a device and dtype, with what a rule may read.
+
+    `grads` is the last gradient the optimizer's step used (sign-flipped for `maximize`, L2 weight
+    decay `λ·θ` added unless the group decouples it), present only for rules with `needs_grad`.
+    `theta` are the weights θt (the stash while predicted, else the params): use it, never
+    `params`, for terms such as AdamW's decoupled decay.
+    """
+
+    params: list[Tensor]
+    states: list[dict[str, Any]]
+    group: dict[str, Any]
+    grads: list[Tensor] | None = None
+    theta: list[Tensor] = field(default_factory=list)
+
+
+@dataclass
+class Delta:
+    """Δθ = scale · num / den + decay · θ (den None means 1), element-wise, per tensor.
+
+    `num` and `den` may be the optimizer's own state tensors: the engine only reads them.
+    `scale` is one float for the batch or one float per tensor (bias corrections differ when a
+    parameter skipped steps). `decay` is AdamW's decoupled λ when a rule keeps it (eq. 16).
+    """
+
+    num: list[Tensor]
+    den: list[Tensor] | None = None
+    scale: float | list[float] = 1.0
+    decay: float = 0.0
+
+
+DeltaFn = Callable[[Batch], Delta]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Δθ(t+1) of Table I for one optimizer class.
+
+    `delta` states the math once over lists of tensors (torch._foreach_* style).
+    `needs_grad(group)` says whether the rule reads the last gradient, which torch's state does not
+    keep (RMSprop, SGD without momentum, Adagrad, NAdam): the runtime then caches it in a step
+    pre-hook, while prediction is on.
+    """
+
+    delta: DeltaFn
+    needs_grad: Callable[[dict[str, Any]], bool] = lambda group: False
+    name: str = ""
+
+
+def steps(states: Sequence[dict[str, Any]]) -> list[float]:
+    """The `step` of each state as a float (torch keeps it as a 0-dim tensor)."""
+    return [float(st["step"]) for st in states]
+
+
+def sqrt_den(v: list[Tensor], bias_correction2: list[float], eps: float) -> list[Tensor]:
+    """√(v / bc2) + ε as new tensors, the denominator Adam-like rules share (Table I)."""
+    den = torch._foreach_sqrt(v)
+    torch._foreach_div_(den, [bc**0.5 for bc in bias_correction2])
+    torch._foreach_add_(den, eps)
+    return den
+
+
+def scalar(x: float | Tensor) -> float:
+    """A hyperparameter (float or 1-element tensor) as a Python float."""
+    return float(x)
