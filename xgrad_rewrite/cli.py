@@ -1,15 +1,214 @@
-"""The ``xgrad-rewrite`` command line (thin IO around :mod:`xgrad_rewrite.codemod`)."""
+"""The ``xgrad-rewrite`` command line (thin IO around :mod:`xgrad_rewrite.codemod`).
+
+Options, words and exit codes follow black's, so it behaves like the formatters a user already
+runs from pre-commit: 0 done, 1 something would change (``--check``/``--diff``), 2 usage error,
+123 a file could not be read or parsed. Heavy imports (libcst, difflib, process pools) happen
+only when needed, so a hook run on one file starts fast, and torch is never imported.
+"""
 
 from __future__ import annotations
+
+import sys
 
 import click
 
 from xgrad_rewrite import __version__
+from xgrad_rewrite.report import Report
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="xgrad-rewrite")
-@click.argument("paths", nargs=-1, type=click.Path(allow_dash=True))
-def main(paths: tuple[str, ...]) -> None:
-    """Patch PyTorch training scripts to train with XGrad weight prediction."""
-    raise click.UsageError("not implemented yet")
+@click.argument("paths", nargs=-1, metavar="PATH...", type=click.Path(allow_dash=True))
+@click.option(
+    "-s",
+    "--s",
+    "s",
+    type=click.FloatRange(min=0),
+    default=1,
+    show_default=True,
+    help="Prediction steps written into xgrad.predict(optimizer, s=S); 0 turns prediction off.",
+)
+@click.option("--diff", is_flag=True, help="Print a unified diff of the changes; write nothing.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if any file would change.")
+@click.option("--revert", is_flag=True, help="Remove what xgrad-rewrite inserted (original bytes).")
+@click.option(
+    "--optimizer",
+    "optimizers",
+    multiple=True,
+    metavar="NAME",
+    help="Only patch steps of this optimizer (as written, e.g. optimizer_G); repeatable.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["eager", "fx"]),
+    default="eager",
+    show_default=True,
+    help="eager: predict/restore around each step; fx: wrap the model once (torch.fx).",
+)
+@click.option(
+    "--exclude",
+    metavar="REGEX",
+    help="Skip files and directories whose /-path under a given directory matches.",
+)
+@click.option(
+    "--color/--no-color",
+    default=None,
+    help="Colour the diff (default: only when stdout is a terminal).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors, the diff and stdout output.")
+@click.option("-v", "--verbose", is_flag=True, help="Per file: the steps found, where calls went.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Patch files in this many worker processes.",
+)
+@click.pass_context
+def main(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    s: float,
+    diff: bool,
+    check: bool,
+    revert: bool,
+    optimizers: tuple[str, ...],
+    mode: str,
+    exclude: str | None,
+    color: bool | None,
+    quiet: bool,
+    verbose: bool,
+    jobs: int,
+) -> None:
+    """Patch PyTorch training scripts (PATH: files, directories, - for stdin) to train with
+    XGrad weight prediction, in place."""
+    from xgrad_rewrite import config
+    from xgrad_rewrite.codemod.api import Options
+
+    if not paths:
+        raise click.UsageError("no PATH given (use - to read from stdin)")
+    pyproject = config.find_pyproject(paths)
+    if pyproject is not None:
+        try:
+            settings = config.load(pyproject)
+        except config.ConfigError as e:
+            raise click.UsageError(str(e)) from e
+        if verbose and settings:
+            click.echo(f"Using [tool.xgrad-rewrite] from {pyproject}", err=True)
+        # The command line wins over the config file (the option was given, not defaulted).
+        given = {
+            name
+            for name in ("s", "optimizers", "mode", "exclude", "jobs")
+            if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+        }
+        s = settings["s"] if "s" in settings and "s" not in given else s
+        if "optimizer" in settings and "optimizers" not in given:
+            optimizers = settings["optimizer"]
+        mode = settings["mode"] if "mode" in settings and "mode" not in given else mode
+        exclude = settings.get("exclude") if "exclude" not in given else exclude
+        jobs = settings["jobs"] if "jobs" in settings and "jobs" not in given else jobs
+
+    pattern = None
+    if exclude:
+        import re
+
+        try:
+            pattern = re.compile(exclude)
+        except re.error as e:
+            msg = f"not a regular expression: {e}"
+            raise click.BadParameter(msg, param_hint="--exclude") from e
+
+    from xgrad_rewrite import files, runner
+
+    options = Options(
+        s=int(s) if float(s).is_integer() else s,
+        optimizers=tuple(optimizers),
+        revert=revert,
+        mode=mode,  # type: ignore[arg-type]  # click.Choice checked it
+    )
+    missing = [p for p in paths if p != "-" and not _exists(p)]
+    if missing:
+        raise click.BadParameter(f"{missing[0]!r} does not exist", param_hint="PATH")
+    jobs_list = [
+        runner.Job(path, options, write=not (check or diff), diff=diff, verbose=verbose)
+        for path in files.discover(paths, pattern)
+    ]
+
+    report = Report(check=check or diff, revert=revert)
+    use_color = sys.stdout.isatty() if color is None else color
+    for outcome in _run(jobs_list, jobs):
+        _show(outcome, report, quiet=quiet, verbose=verbose, color=use_color)
+    if not quiet:
+        click.echo(str(report), err=True)
+    ctx.exit(report.return_code)
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    return os.path.exists(path)
+
+
+def _run(jobs_list: list, jobs: int):  # noqa: ANN202 - yields runner.Outcome in input order
+    from xgrad_rewrite import runner
+
+    parallel = [j for j in jobs_list if j.path != "-"]
+    if jobs <= 1 or len(parallel) <= 1:
+        yield from map(runner.process, jobs_list)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    # stdin belongs to this process; everything else goes to the pool, results in input order.
+    with ProcessPoolExecutor(max_workers=min(jobs, len(parallel))) as pool:
+        done = iter(pool.map(runner.process, parallel, chunksize=1))
+        for job in jobs_list:
+            yield runner.process(job) if job.path == "-" else next(done)
+
+
+def _show(outcome, report: Report, *, quiet: bool, verbose: bool, color: bool) -> None:  # noqa: ANN001
+    if outcome.failed:
+        report.failure()
+    else:
+        report.done(outcome.changed)
+    if outcome.stdout is not None:
+        sys.stdout.buffer.write(outcome.stdout)
+        sys.stdout.flush()
+    if outcome.diff:
+        click.echo(_colour_diff(outcome.diff) if color else outcome.diff, nl=False, color=color)
+    for message in outcome.warnings:
+        if outcome.failed or not quiet:
+            click.echo(message, err=True)
+    if quiet or outcome.failed:
+        return
+    if verbose:
+        for line in outcome.details:
+            click.echo(line, err=True)
+    if outcome.changed and outcome.path != "-":
+        verb = report.verb
+        words = f"would {verb[:-2]}" if report.check else verb  # patched -> would patch
+        click.echo(f"{words} {outcome.path}", err=True)
+    elif verbose:
+        click.echo(f"{outcome.path} left unchanged", err=True)
+
+
+def _colour_diff(diff: str) -> str:
+    """black's colours: bold headers, cyan hunks, green additions, red removals."""
+    out = []
+    for line in diff.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        end = line[len(body) :]
+        if line.startswith(("+++", "---")):
+            body = click.style(body, bold=True)
+        elif line.startswith("@@"):
+            body = click.style(body, fg="cyan")
+        elif line.startswith("+"):
+            body = click.style(body, fg="green")
+        elif line.startswith("-"):
+            body = click.style(body, fg="red")
+        out.append(body + end)
+    return "".join(out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,380 @@
+"""Notebooks: the codemod over a ``.ipynb``'s code cells, JSON text to JSON text.
+
+Decision: the code cells are patched as **one program** (in notebook order), not cell by cell,
+because notebooks often split a training step across cells (``loss.backward()`` in one,
+``optimizer.step()`` in the next) and the codemod needs to see both. Each cell is preceded by a
+boundary comment, the text goes through :func:`xgrad_rewrite.codemod.rewrite`, and the result is
+split back at the comments. A line inserted just above a boundary belongs to the cell below it
+(the codemod only ever inserts a call *before* the statement it guards).
+
+IPython syntax (``%matplotlib inline``, ``!pip install x``, ``x = !ls``, ``obj?``) is masked with
+a ``pass`` placeholder carrying a token, and put back afterwards (black's jupyter mode does the
+same); cells run by a non-Python cell magic (``%%bash``, ``%%html``...) are left out entirely.
+
+The import goes after the ``import torch`` of the first code cell that imports torch, or into a
+new code cell in front of the first code cell (id ``xgrad-rewrite-import``). Only ``source``
+fields change: outputs, metadata, ids and the JSON layout (indent, key order, ``ensure_ascii``,
+trailing newline) stay as they were, and a notebook with nothing to patch is returned unchanged.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from xgrad_rewrite.codemod.api import Diagnostic, Options, ParseError, StepReport
+
+IMPORT_LINE = "import xgrad_rewrite.runtime as xgrad"
+IMPORT_CELL_ID = "xgrad-rewrite-import"
+BOUNDARY = "# xgrad-rewrite: cell {} #"
+# Cell magics whose body is Python (only the %% line is masked); any other runs another language.
+PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
+_MAGIC = re.compile(
+    r"""^\s*(?:[%!]|[\w.]+\s*=\s*[%!])  # %line, !shell, x = !shell, x = %magic
+        |^[^#'"]*\?\s*$                  # obj? and obj?? help
+    """,
+    re.VERBOSE,
+)
+_TORCH_IMPORT = re.compile(r"^(?:import\s+torch\b|from\s+torch\b)")
+
+
+class CellParseError(ParseError):
+    """A code cell does not parse; ``line`` is counted inside cell number ``cell`` (1-based)."""
+
+    def __init__(self, message: str, cell: int, line: int, column: int) -> None:
+        super().__init__(message, line, column)
+        self.cell = cell
+
+
+@dataclass(frozen=True)
+class CellChange:
+    """One code cell whose source changed (``cell``: 1-based position in the new notebook)."""
+
+    cell: int
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class NotebookResult:
+    """Like :class:`~xgrad_rewrite.codemod.api.Result`, with lines of the joined program.
+
+    ``where_old``/``where_new`` turn a program line of the codemod's input/output into
+    ``(cell, line in cell)``; ``diagnostics`` and ``steps`` carry program lines.
+    """
+
+    text: str
+    changed: bool
+    cells: tuple[CellChange, ...] = ()
+    diagnostics: tuple[Diagnostic, ...] = ()
+    steps: tuple[StepReport, ...] = ()
+    old_lines: tuple[tuple[int, int], ...] = ()
+    new_lines: tuple[tuple[int, int], ...] = ()
+
+    def where_old(self, line: int) -> tuple[int, int]:
+        return _where(self.old_lines, line)
+
+    def where_new(self, line: int) -> tuple[int, int]:
+        return _where(self.new_lines, line)
+
+    def where_old_text(self, line: int) -> str:
+        return "cell {}:{}".format(*self.where_old(line))
+
+    def where_new_text(self, line: int) -> str:
+        return "cell {}:{}".format(*self.where_new(line))
+
+
+def _where(table: tuple[tuple[int, int], ...], line: int) -> tuple[int, int]:
+    return table[line - 1] if 0 < line <= len(table) else (0, line)
+
+
+def rewrite_notebook(text: str, options: Options | None = None) -> NotebookResult:
+    """Patch (or with ``options.revert`` unpatch) the code cells of the notebook ``text``."""
+    from xgrad_rewrite.codemod import rewrite
+
+    options = options or Options()
+    nb = _load(text)
+    cells = nb["cells"]
+    sources = {i: _source(c) for i, c in enumerate(cells) if c.get("cell_type") == "code"}
+    if not _is_python(nb) or not sources:
+        return NotebookResult(text, False)
+
+    program = _Program(cells, sources, sources)
+    result = rewrite(program.text, options)
+    if result.changed and not options.revert and not program.has_import():
+        # Put the import where a reader of the notebook expects it, then let the codemod run
+        # again: it sees the import and only adds the calls.
+        program = _Program(*_with_import(cells, sources))
+        result = rewrite(program.text, options)
+    new_sources = program.split(result.text)
+    if options.revert:
+        new_sources = {i: _drop_import(src) for i, src in new_sources.items()}
+
+    new_cells = []
+    changes = []
+    for i, cell in enumerate(program.cells):
+        src = new_sources.get(i)
+        old = program.originals.get(i, "")
+        if options.revert and src == "" and _is_import_cell(cell, old):
+            changes.append(CellChange(len(new_cells) + 1, old, ""))
+            continue  # the cell we added
+        if src is not None and src != old:
+            changes.append(CellChange(len(new_cells) + 1, old, src))
+            cell = dict(cell, source=_as_stored(cell["source"], src))
+        new_cells.append(cell)
+    base = NotebookResult(
+        text,
+        False,
+        diagnostics=result.diagnostics,
+        steps=result.steps,
+        old_lines=program.line_table(),
+        new_lines=program.new_line_table,
+    )
+    if not changes and len(new_cells) == len(cells):
+        return base
+    new_text = _dump(dict(nb, cells=new_cells), text)
+    return replace(base, text=new_text, changed=new_text != text, cells=tuple(changes))
+
+
+def _load(text: str) -> dict[str, Any]:
+    try:
+        nb = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ParseError(f"not valid notebook JSON: {e.msg}", e.lineno, e.colno - 1) from e
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise ParseError("not a Jupyter notebook (no 'cells' list)", 1, 0)
+    return nb
+
+
+def _is_python(nb: dict[str, Any]) -> bool:
+    meta = nb.get("metadata") or {}
+    language = (meta.get("kernelspec") or {}).get("language") or (
+        meta.get("language_info") or {}
+    ).get("name")
+    return language in (None, "python", "python3")
+
+
+def _source(cell: dict[str, Any]) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _as_stored(original: Any, text: str) -> Any:
+    """Back to the form the notebook used: a list of lines (nbformat) or one string."""
+    return text.splitlines(keepends=True) if isinstance(original, list) else text
+
+
+def _is_import_cell(cell: dict[str, Any], source: str) -> bool:
+    return cell.get("id") == IMPORT_CELL_ID or source.strip() == IMPORT_LINE
+
+
+def _drop_import(src: str) -> str:
+    lines = src.splitlines(keepends=True)
+    kept = [ln for ln in lines if ln.rstrip("\r\n") != IMPORT_LINE]
+    if len(kept) == len(lines):
+        return src
+    text = "".join(kept)
+    if lines[-1].rstrip("\r\n") == IMPORT_LINE and not lines[-1].endswith("\n") and text:
+        text = text[:-1] if text.endswith("\n") else text  # the import was the unterminated tail
+    return text
+
+
+def _with_import(
+    cells: list[dict[str, Any]], sources: dict[int, str]
+) -> tuple[list[dict[str, Any]], dict[int, str], dict[int, str]]:
+    """``cells``/``sources`` with the runtime import added (see the module docstring), and
+    the original source of each cell (empty for a new one)."""
+    for i, src in sources.items():
+        end = _torch_import_end(src)
+        if end is not None:
+            lines = src.splitlines(keepends=True)
+            newline = "\r\n" if lines[end - 1].endswith("\r\n") else "\n"
+            if not lines[end - 1].endswith(("\n", "\r")):
+                lines[end - 1] += newline
+                lines.insert(end, IMPORT_LINE)
+            else:
+                lines.insert(end, IMPORT_LINE + newline)
+            return cells, {**sources, i: "".join(lines)}, sources
+    first = min(sources)
+    new_cell: dict[str, Any] = {
+        "cell_type": "code",
+        "execution_count": None,
+        "metadata": {},
+        "outputs": [],
+        "source": [IMPORT_LINE],
+    }
+    if any("id" in c for c in cells):
+        new_cell = {"cell_type": "code", "execution_count": None, "id": IMPORT_CELL_ID}
+        new_cell.update(metadata={}, outputs=[], source=[IMPORT_LINE])
+    new_cells = [*cells[:first], new_cell, *cells[first:]]
+    shifted = {(j + 1 if j >= first else j): s for j, s in sources.items()}
+    originals = dict(shifted)
+    shifted[first], originals[first] = IMPORT_LINE, ""
+    return new_cells, dict(sorted(shifted.items())), originals
+
+
+def _torch_import_end(src: str) -> int | None:
+    """Last line (1-based) of the first top-level statement importing torch, if any."""
+    masked, _ = _mask(src)
+    try:
+        tree = ast.parse(masked)
+    except SyntaxError:
+        for n, line in enumerate(src.splitlines(), 1):
+            if _TORCH_IMPORT.match(line):
+                return n
+        return None
+    for node in tree.body:
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        if any(n == "torch" or n.startswith("torch.") for n in names):
+            return node.end_lineno
+    return None
+
+
+def _mask(src: str) -> tuple[str, dict[str, str]] | tuple[None, dict[str, str]]:
+    """Replace IPython-only lines by ``pass  # token``; ``None`` for a non-Python cell.
+
+    A cell that parses as Python is taken as it is (``% b`` may be a modulo continuing a line).
+    """
+    try:
+        ast.parse(src)
+        return src, {}
+    except SyntaxError:
+        pass
+    lines = src.splitlines(keepends=True)
+    masks: dict[str, str] = {}
+    out = []
+    continued = False
+    for n, line in enumerate(lines):
+        body = line.rstrip("\r\n")
+        end = line[len(body) :]
+        if n == 0 and body.lstrip().startswith("%%"):
+            name = body.lstrip()[2:].split(maxsplit=1)[0] if body.strip() != "%%" else ""
+            if name not in PYTHON_CELL_MAGICS:
+                return None, {}
+        if continued or (n == 0 and body.lstrip().startswith("%%")) or _MAGIC.match(body):
+            token = f"xgrad-rewrite: magic {len(masks)} #"
+            indent = body[: len(body) - len(body.lstrip())]
+            masks[token] = body
+            out.append(f"{indent}pass  # {token}{end}")
+            continued = body.endswith("\\")
+        else:
+            out.append(line)
+    return "".join(out), masks
+
+
+def _unmask(src: str, masks: dict[str, str]) -> str:
+    if not masks:
+        return src
+    out = []
+    for line in src.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        token = body.partition("  # ")[2]
+        out.append(masks[token] + line[len(body) :] if token in masks else line)
+    return "".join(out)
+
+
+class _Program:
+    """The code cells joined into one Python text, and the way back to cells."""
+
+    def __init__(
+        self, cells: list[dict[str, Any]], sources: dict[int, str], originals: dict[int, str]
+    ) -> None:
+        self.cells = cells
+        self.sources = sources
+        self.originals = originals
+        self.masked: dict[int, str] = {}
+        self.masks: dict[int, dict[str, str]] = {}
+        self.terminated: dict[int, bool] = {}
+        parts = []
+        for i, src in sources.items():
+            masked, masks = _mask(src)
+            if masked is None:
+                continue  # %%bash and friends: not Python, not ours
+            self.masked[i], self.masks[i] = masked, masks
+            self.terminated[i] = masked.endswith(("\n", "\r")) or not masked
+            parts.append(BOUNDARY.format(i) + "\n")
+            parts.append(masked if self.terminated[i] else masked + "\n")
+        self.text = "".join(parts)
+        self.new_line_table: tuple[tuple[int, int], ...] = ()
+        self._check_parses()
+
+    def _check_parses(self) -> None:
+        try:
+            ast.parse(self.text)
+        except SyntaxError as e:
+            cell, line = _where(self.line_table(), e.lineno or 1)
+            raise CellParseError(e.msg, cell, line, max((e.offset or 1) - 1, 0)) from e
+
+    def has_import(self) -> bool:
+        return any(ln.rstrip("\r\n") == IMPORT_LINE for ln in self.text.splitlines())
+
+    def line_table(self) -> tuple[tuple[int, int], ...]:
+        table = []
+        for i, masked in self.masked.items():
+            table.append((i + 1, 0))
+            table.extend((i + 1, n) for n in range(1, len(masked.splitlines()) + 1))
+        return tuple(table)
+
+    def split(self, text: str) -> dict[int, str]:
+        """The codemod's output back into cell sources (unmasked, original line ends)."""
+        order = list(self.masked)
+        lines = text.splitlines(keepends=True)
+        markers = {BOUNDARY.format(i): i for i in order}
+        segments: dict[int, list[str]] = {i: [] for i in order}
+        lead: list[str] = []
+        current: int | None = None
+        seen = []
+        for line in lines:
+            key = line.rstrip("\r\n")
+            if key in markers:
+                current = markers[key]
+                seen.append(current)
+            elif current is None:
+                lead.append(line)  # anything the codemod put above the first cell is the first's
+            else:
+                segments[current].append(line)
+        if seen != order:
+            raise ParseError("the codemod moved a notebook cell boundary", 1, 0)
+        segments[order[0]][:0] = lead
+        # A line inserted at the end of a cell guards the next cell's first statement.
+        for a, b in zip(order, order[1:], strict=False):
+            old = self.masked[a].splitlines(keepends=True)
+            new = segments[a]
+            ops = difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+            if ops and ops[-1][0] == "insert" and ops[-1][1] == len(old):
+                j1 = ops[-1][3]
+                segments[b][:0] = new[j1:]
+                del new[j1:]
+        table = []
+        out = {}
+        for i in order:
+            table.append((i + 1, 0))
+            table.extend((i + 1, n) for n in range(1, len(segments[i]) + 1))
+            src = "".join(segments[i])
+            if not self.terminated[i] and src.endswith("\n"):
+                src = src[:-1]
+            out[i] = _unmask(src, self.masks[i])
+        self.new_line_table = tuple(table)
+        return out
+
+
+def _dump(nb: dict[str, Any], original: str) -> str:
+    """Serialise ``nb`` in the layout ``original`` was written in (nbformat: indent 1)."""
+    match = re.match(r"\{\r?\n( *)\S", original.lstrip())
+    indent = len(match.group(1)) if match else None
+    trailing = original[len(original.rstrip()) :]
+    reference = json.loads(original)
+    for ensure_ascii in (False, True):
+        for separators in ((",", ": "), (", ", ": "), (",", ":")):
+            layout = {"indent": indent, "ensure_ascii": ensure_ascii, "separators": separators}
+            if json.dumps(reference, **layout) + trailing == original:
+                return json.dumps(nb, **layout) + trailing
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"  # nbformat's own layout
