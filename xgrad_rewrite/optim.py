@@ -183,7 +183,8 @@ class AdaM3(_MomentOptimizer):
     """AdaM3 (Wang et al. 2023; XGrad eq. 25): the second moment tracks the momentum, not g.
 
     m_t = β1·m + (1−β1)·g;  v_t = β2·v + (1−β2)·m_t² + ε;  θ ← θ − γ·m̂_t/√v̂_t
-    (no ε outside the root), m̂ = m/(1−β1^t), v̂ = v/(1−β2^t).
+    (no ε outside the root), m̂ = m/(1−β1^t), v̂ = v/(1−β2^t). With fp16 parameters (and so fp16
+    state) the default ε=1e-8 rounds away and a zero m gives 0/0: use ε >= 1e-4 there.
     """
 
     second_key = "exp_avg_sq"
