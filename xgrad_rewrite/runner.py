@@ -93,7 +93,7 @@ def _python(job: Job, text: str, out: Outcome) -> str:
     for d in result.diagnostics:
         out.warnings.append(_diagnostic(job.path, d.line, d.column, d))
     if job.verbose:
-        out.details.extend(_step_line(job.path, s, str, str) for s in result.steps)
+        out.details.extend(_step_line(job.path, s, _line, _line) for s in result.steps)
     if not result.changed or result.text == text:
         return text
     import ast
@@ -145,16 +145,21 @@ def _diagnostic(where: str, line: int, column: int, d: Diagnostic) -> str:
     return f"{where}:{line}:{column}: {d.code} {d.message}"
 
 
+def _line(n: int) -> str:
+    return f"line {n}"
+
+
 def _step_line(path: str, s: StepReport, old, new) -> str:  # noqa: ANN001 - two line formatters
+    """``old``/``new`` format a line of the codemod's input/output (notebooks: cell and line)."""
     placed = []
     if s.predict_line is not None:
-        placed.append(f"predict at line {new(s.predict_line)}")
+        placed.append(f"predict at {new(s.predict_line)}")
     if s.restore_line is not None:
-        placed.append(f"restore at line {new(s.restore_line)}")
+        placed.append(f"restore at {new(s.restore_line)}")
     calls = ", ".join(placed) if placed else "no calls placed"
     return (
-        f"{path}: step of {s.optimizer!r}: backward at line {old(s.backward_line)}, "
-        f"step at line {old(s.step_line)}; {calls}"
+        f"{path}: step of {s.optimizer!r}: backward at {old(s.backward_line)}, "
+        f"step at {old(s.step_line)}; {calls}"
     )
 
 

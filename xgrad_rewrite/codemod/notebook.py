@@ -82,10 +82,10 @@ class NotebookResult:
         return _where(self.new_lines, line)
 
     def where_old_text(self, line: int) -> str:
-        return "cell {}:{}".format(*self.where_old(line))
+        return "cell {}, line {}".format(*self.where_old(line))
 
     def where_new_text(self, line: int) -> str:
-        return "cell {}:{}".format(*self.where_new(line))
+        return "cell {}, line {}".format(*self.where_new(line))
 
 
 def _where(table: tuple[tuple[int, int], ...], line: int) -> tuple[int, int]:
