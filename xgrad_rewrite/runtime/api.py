@@ -43,20 +43,31 @@ def _effective_s(s: float) -> float:
     return s
 
 
+@torch.no_grad()
+def _pre_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """Step pre-hook: restore θt before any step, then cache g_t for rules that need it.
+
+    It finds its record through the optimizer it is called with, so a deep-copied optimizer
+    (which shares this function object) acts on its own parameters.
+    """
+    record = _RECORDS.get(optimizer)
+    if record is None:
+        return
+    engine.restore(record)
+    if record.active:
+        engine.cache_grads(optimizer, rule_for(optimizer), record)
+    else:
+        record.grads.clear()
+
+
 def _install_hook(optimizer: torch.optim.Optimizer, record: engine.Record) -> None:
-    """A step pre-hook: restore θt before any step, then cache g_t for rules that need it."""
     if record.hook is not None:
         return
-    rule = rule_for(optimizer)
-
-    def pre_step(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        engine.restore(record)
-        if record.active:
-            engine.cache_grads(opt, rule, record)
-        else:
-            record.grads.clear()
-
-    record.hook = optimizer.register_step_pre_hook(pre_step)
+    hooks = getattr(optimizer, "_optimizer_step_pre_hooks", {})
+    if any(hook is _pre_step for hook in hooks.values()):  # e.g. copied by deepcopy
+        record.hook = True
+        return
+    record.hook = optimizer.register_step_pre_hook(_pre_step)
 
 
 @torch.no_grad()
