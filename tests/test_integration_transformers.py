@@ -1,4 +1,4 @@
-"""XGradCallback on a real transformers.Trainer: a tiny random GPT-2, a few CPU steps, no download."""
+"""XGradCallback on a real transformers.Trainer: a tiny random GPT-2, CPU, nothing downloaded."""
 
 from __future__ import annotations
 
