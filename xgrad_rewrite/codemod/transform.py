@@ -1,10 +1,138 @@
-"""Placeholder until the codemod lands (issue 5): returns the source unchanged."""
+"""``rewrite(source, options) -> Result``: parse, revert, find, patch (pure text to text).
+
+Every run starts from the file with earlier insertions removed, then inserts afresh: that makes
+a second run a no-op, a new ``s`` update the calls in place, and ``revert`` exact.
+"""
 
 from __future__ import annotations
 
-from xgrad_rewrite.codemod.api import Options, Result
+import ast
+import bisect
+
+import libcst as cst
+
+from xgrad_rewrite.codemod import diagnostics as codes
+from xgrad_rewrite.codemod.api import Diagnostic, Options, ParseError, Result, StepReport
+from xgrad_rewrite.codemod.find import Finder, Plan, find
+from xgrad_rewrite.codemod.fx_mode import find_fx
+from xgrad_rewrite.codemod.imports import ALIAS, choose_alias, import_code, import_slot
+from xgrad_rewrite.codemod.patch import Insertion, apply
+from xgrad_rewrite.codemod.revert import revert
+
+
+def format_s(s: float) -> str:
+    """``2`` for 2.0, ``0.5`` for 0.5: the number as a user would write it."""
+    value = float(s)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def parse(source: str) -> cst.Module:
+    """libcst's tree, or :class:`ParseError` with the position Python itself reports."""
+    try:
+        return cst.parse_module(source)
+    except cst.ParserSyntaxError as error:
+        line, column = error.raw_line, error.raw_column
+        try:
+            ast.parse(source)
+        except SyntaxError as syntax:
+            line, column = syntax.lineno or line, max((syntax.offset or 1) - 1, 0)
+        raise ParseError(error.message, line, column) from error
 
 
 def rewrite(source: str, options: Options | None = None) -> Result:
-    """Return ``source`` rewritten for XGrad (not implemented yet: unchanged)."""
-    return Result(text=source, changed=False)
+    """``source`` with XGrad calls inserted (or removed, with ``options.revert``)."""
+    options = options or Options()
+    module, _ = revert(parse(source))
+    if options.revert:
+        text = module.code
+        return Result(text=text, changed=text != source)
+
+    alias, needs_import = choose_alias(module)
+    finder = Finder(module)
+    s = format_s(options.s)
+    insertions: list[Insertion] = []
+    plans: list[Plan] = []
+    kinds: dict[int, str] = {}
+    if options.mode == "fx":
+        for plan, model in find_fx(finder, options):
+            plans.append(plan)
+            if plan.predict is not None:
+                code = f"{model} = {alias}.fx.predictive({model}, {plan.optimizer}, s={s})"
+                insertions.append(Insertion(plan.predict, code))
+    else:
+        plans = find(finder, options)
+        seen: set[tuple[object, str, str]] = set()
+        for plan in plans:
+            calls = []
+            if plan.restore is not None:
+                calls.append(("restore", plan.restore, f"{alias}.restore({plan.optimizer})"))
+            if plan.predict is not None:
+                code = f"{alias}.predict({plan.optimizer}, s={s})"
+                calls.append(("predict", plan.predict, code))
+            for kind, slot, code in calls:
+                if (slot.key(), kind, plan.optimizer) in seen:
+                    continue
+                seen.add((slot.key(), kind, plan.optimizer))
+                insertions.append(Insertion(slot, code))
+                kinds[id(insertions[-1])] = kind
+    insertions.sort(key=lambda i: 0 if kinds.get(id(i)) == "restore" else 1)
+
+    diagnostics: list[Diagnostic] = []
+    if insertions and needs_import:
+        slot, take_leading = import_slot(module)
+        insertions.insert(0, Insertion(slot, import_code(alias), take_leading))
+        if alias != ALIAS:
+            message = f"the name `{ALIAS}` is already used in this file; imported as `{alias}`"
+            diagnostics.append(codes.diagnostic(codes.NAME_TAKEN, 1, 0, message))
+
+    text = apply(module, insertions).code if insertions else module.code
+    lines = _LineMap(finder, insertions)
+    for plan in plans:
+        for note in plan.notes:
+            line, column = finder.where(note.node)
+            diagnostics.append(codes.diagnostic(note.code, lines.out(line), column, note.message))
+    steps = [
+        StepReport(
+            optimizer=plan.optimizer,
+            backward_line=lines.out(finder.where(plan.backward)[0]),
+            step_line=lines.out(finder.where(plan.step)[0]),
+            predict_line=lines.inserted(plan.predict, insertions),
+            restore_line=lines.inserted(plan.restore, insertions),
+        )
+        for plan in plans
+        if plan.predict is not None or plan.restore is not None
+    ]
+    diagnostics.sort(key=lambda d: (d.line, d.column, d.code))
+    return Result(
+        text=text, changed=text != source, diagnostics=tuple(diagnostics), steps=tuple(steps)
+    )
+
+
+class _LineMap:
+    """Line numbers of the returned text from those of the parsed one: each inserted line
+    shifts every line at or after its anchor down by one."""
+
+    def __init__(self, finder: Finder, insertions: list[Insertion]) -> None:
+        self.finder = finder
+        self.anchors: list[int] = sorted(a for i in insertions if (a := self.anchor(i)) is not None)
+
+    def anchor(self, insertion: Insertion) -> int | None:
+        slot = insertion.slot
+        if slot.inline:
+            return None
+        position = self.finder.positions[slot.item.line]
+        return position.end.line + 1 if slot.after else position.start.line
+
+    def out(self, line: int) -> int:
+        return line + bisect.bisect_right(self.anchors, line)
+
+    def inserted(self, slot: object, insertions: list[Insertion]) -> int | None:
+        for insertion in insertions:
+            if insertion.slot is not slot:
+                continue
+            anchor = self.anchor(insertion)
+            if anchor is None:
+                return self.out(self.finder.where(insertion.slot.item.node)[0])
+            same = [i for i in insertions if self.anchor(i) == anchor]
+            return anchor + bisect.bisect_left(self.anchors, anchor) + same.index(insertion)
+        return None

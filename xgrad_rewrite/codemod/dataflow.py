@@ -1,0 +1,283 @@
+"""Which statements a loss depends on, and which of them run a forward of the trained model.
+
+Names are tracked as dotted strings (``loss``, ``self.model``, ``outputs.loss``); a statement that
+defines ``x`` satisfies a need for ``x`` or ``x.y``. This is a deliberately small, statement-level
+def/use analysis: enough to tell the training forward from the evaluation forward, the logging and
+the data loading around it (design.md, "Codemod contract").
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from xgrad_rewrite.codemod.blocks import Block, Item, Navigator, items_of
+
+# Calls that move or reshape data rather than run a model: a statement made only of these is not
+# a forward, so prediction need not start before it (it is harmless either way).
+DATA_CALLS: frozenset[str] = frozenset(
+    """to cuda cpu float half double long int bool bfloat16 view view_as reshape permute
+    transpose unsqueeze squeeze flatten contiguous detach clone size numel item split chunk type
+    pin_memory next iter len range enumerate zip isinstance items keys values get get_batch print
+    format append extend repeat expand dim zero_grad train eval randn rand randint randn_like
+    zeros zeros_like ones ones_like full tensor arange stack cat from_numpy as_tensor
+    manual_seed time perf_counter min max abs round sorted list dict tuple set str
+    getattr hasattr setattr update copy_ fill_ normal_ uniform_ random_ masked_fill split_
+    numpy tolist""".split()
+)
+# Calls that prepare gradients for the step they belong to; restore goes before them.
+PREP_CALLS: frozenset[str] = frozenset(
+    {
+        "unscale_",
+        "clip_grad_norm_",
+        "clip_grad_value_",
+        "clip_grad_norm",
+        "clip_grad_value",
+        "clip_gradients",
+    }
+)
+NO_GRAD_CONTEXTS: frozenset[str] = frozenset({"no_grad", "inference_mode"})
+
+
+def dotted(node: cst.CSTNode) -> str | None:
+    """``a.b.c`` for a Name/Attribute chain, the base's dotted name for ``a[i]``, else None."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        base = dotted(node.value)
+        return None if base is None else f"{base}.{node.attr.value}"
+    if isinstance(node, cst.Subscript):
+        return dotted(node.value)
+    return None
+
+
+def callee_name(call: cst.Call) -> str | None:
+    """The called name's last part: ``clip_grad_norm_`` for ``torch.nn.utils.clip_grad_norm_``."""
+    func = call.func
+    if isinstance(func, cst.Attribute):
+        return func.attr.value
+    if isinstance(func, cst.Name):
+        return func.value
+    return None
+
+
+def _target_names(target: cst.CSTNode, out: set[str]) -> None:
+    if isinstance(target, (cst.Tuple, cst.List)):
+        for element in target.elements:
+            _target_names(element.value, out)
+    elif isinstance(target, cst.StarredElement):
+        _target_names(target.value, out)
+    else:
+        name = dotted(target)
+        if name is not None:
+            out.add(name)
+
+
+class _Defs(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        _target_names(node.target, self.names)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        _target_names(node.target, self.names)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        _target_names(node.target, self.names)
+
+    def visit_For(self, node: cst.For) -> None:
+        _target_names(node.target, self.names)
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        _target_names(node.name, self.names)
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        _target_names(node.target, self.names)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.names.add(node.name.value)
+        return False
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        self.names.add(node.name.value)
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+
+class _Uses(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        name = dotted(node)
+        if name is None:
+            return True
+        self.names.add(name)
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names.add(node.value)
+
+
+def defs(node: cst.CSTNode) -> set[str]:
+    """Dotted names a statement (or anything nested in it) assigns."""
+    visitor = _Defs()
+    node.visit(visitor)
+    return visitor.names
+
+
+def uses(node: cst.CSTNode) -> set[str]:
+    """Dotted names a statement mentions (an over-approximation of what it reads)."""
+    visitor = _Uses()
+    node.visit(visitor)
+    return visitor.names
+
+
+def satisfies(defined: set[str], needed: set[str]) -> bool:
+    return any(n == d or n.startswith(d + ".") for d in defined for n in needed)
+
+
+def is_no_grad(with_item: cst.WithItem) -> bool:
+    call = with_item.item
+    return isinstance(call, cst.Call) and callee_name(call) in NO_GRAD_CONTEXTS
+
+
+class _Forward(cst.CSTVisitor):
+    """Finds a call that may run the trained model: not a data call, not a frozen module, not
+    under ``torch.no_grad()`` / ``torch.inference_mode()``."""
+
+    def __init__(self, frozen: set[str]) -> None:
+        self.frozen = frozen
+        self.found = False
+
+    def visit_With(self, node: cst.With) -> bool:
+        return not any(is_no_grad(i) for i in node.items)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def visit_Call(self, node: cst.Call) -> None:
+        name = callee_name(node)
+        if name in DATA_CALLS:
+            return
+        target = dotted(node.func)
+        if target is not None and target in self.frozen:
+            return
+        self.found = True
+
+
+def is_forward(node: cst.CSTNode, frozen: set[str]) -> bool:
+    visitor = _Forward(frozen)
+    node.visit(visitor)
+    return visitor.found
+
+
+def frozen_modules(module: cst.Module) -> set[str]:
+    """Modules frozen in the script: ``X.requires_grad_(False)``, ``X.eval()`` with no
+    ``X.train()`` anywhere, or ``for p in X.parameters(): p.requires_grad = False``."""
+    evals: set[str] = set()
+    trains: set[str] = set()
+    frozen: set[str] = set()
+    for call in m.findall(module, m.Call(func=m.Attribute())):
+        assert isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)
+        owner = dotted(call.func.value)
+        if owner is None:
+            continue
+        attr = call.func.attr.value
+        if attr == "eval":
+            evals.add(owner)
+        elif attr == "train":
+            trains.add(owner)
+        elif attr == "requires_grad_" and call.args and _is_false(call.args[0].value):
+            frozen.add(owner)
+    for loop in m.findall(module, m.For(iter=m.Call(func=m.Attribute(attr=m.Name("parameters"))))):
+        assert isinstance(loop, cst.For)
+        assert isinstance(loop.iter, cst.Call) and isinstance(loop.iter.func, cst.Attribute)
+        owner = dotted(loop.iter.func.value)
+        body_sets_false = m.findall(
+            loop.body,
+            m.Assign(targets=[m.AssignTarget(m.Attribute(attr=m.Name("requires_grad")))]),
+        )
+        if owner is not None and any(_is_false(a.value) for a in body_sets_false):  # type: ignore[attr-defined]
+            frozen.add(owner)
+    return frozen | (evals - trains)
+
+
+def _is_false(node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.Name) and node.value == "False"
+
+
+def is_prep(item: Item, optimizer: str) -> bool:
+    """Whether ``item`` only prepares gradients for the step (``scaler.unscale_(opt)``, clipping,
+    or an ``if grad_clip:`` block made of those)."""
+    node = item.node
+    if isinstance(node, cst.If):
+        inner = [i for block in _if_blocks(node) for i in items_of(block)]
+        return bool(inner) and all(is_prep(i, optimizer) for i in inner)
+    value = None
+    if isinstance(node, cst.Expr):
+        value = node.value
+    elif isinstance(node, (cst.Assign, cst.AnnAssign, cst.AugAssign)):
+        value = node.value
+    return isinstance(value, cst.Call) and callee_name(value) in PREP_CALLS
+
+
+def _if_blocks(node: cst.If) -> list[Block]:
+    blocks: list[Block] = [node.body]
+    orelse = node.orelse
+    if isinstance(orelse, cst.Else):
+        blocks.append(orelse.body)
+    elif isinstance(orelse, cst.If):
+        blocks.extend(_if_blocks(orelse))
+    return blocks
+
+
+def predict_item(
+    nav: Navigator,
+    start: tuple[Item, Block],
+    needed: set[str],
+    bound: Block,
+    frozen: set[str],
+) -> Item | None:
+    """The earliest forward the loss depends on, walking back from the backward through its
+    block and the enclosing blocks up to ``bound`` (the body of the loop that repeats the step)."""
+    item, block = start
+    needed = set(needed)
+    best: Item | None = None
+    while True:
+        items = items_of(block)
+        index = next(i for i, it in enumerate(items) if it.same(item))
+        for earlier in reversed(items[:index]):
+            if satisfies(defs(earlier.node), needed):
+                needed |= uses(earlier.node)
+                if is_forward(earlier.node, frozen):
+                    best = earlier
+        if block is bound or isinstance(block, cst.Module):
+            return best
+        owner = nav.item_of(block)
+        if owner is None:
+            return best
+        if isinstance(owner[0].node, (cst.FunctionDef, cst.ClassDef)):
+            return best
+        item, block = owner
+
+
+def restore_item(step: tuple[Item, Block], backward: Item | None, optimizer: str) -> Item:
+    """The step, or the first of the gradient-preparing statements right before it."""
+    item, block = step
+    items = items_of(block)
+    index = next(i for i, it in enumerate(items) if it.same(item))
+    while index > 0:
+        earlier = items[index - 1]
+        if backward is not None and earlier.same(backward):
+            break
+        if not is_prep(earlier, optimizer):
+            break
+        index -= 1
+    return items[index]

@@ -1,0 +1,339 @@
+"""Find: every training step in a module, and where its predict/restore calls belong.
+
+The output is a list of :class:`Plan` records (plain data: which optimizer, which backward, which
+step, the predict and restore slots, or the diagnostic saying why not); :mod:`.patch` applies them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+import libcst.matchers as m
+from libcst.metadata import (
+    MetadataWrapper,
+    ParentNodeProvider,
+    PositionProvider,
+    QualifiedNameProvider,
+    ScopeProvider,
+)
+
+from xgrad_rewrite.codemod import diagnostics as codes
+from xgrad_rewrite.codemod.api import Options
+from xgrad_rewrite.codemod.blocks import Block, Item, Navigator, Slot
+from xgrad_rewrite.codemod.dataflow import (
+    callee_name,
+    dotted,
+    frozen_modules,
+    predict_item,
+    restore_item,
+    uses,
+)
+from xgrad_rewrite.codemod.identity import Identities, Identity
+from xgrad_rewrite.codemod.known_optimizers import is_supported
+
+_LOOPS = (cst.For, cst.While)
+
+
+@dataclass(eq=False)
+class Backward:
+    call: cst.Call
+    at: tuple[Item, Block]
+    loss: set[str]
+    line: int
+    column: int
+
+
+@dataclass(eq=False)
+class Step:
+    call: cst.Call
+    optimizer: cst.BaseExpression
+    at: tuple[Item, Block]
+    line: int
+    column: int
+    closure: cst.BaseExpression | None = None
+    backwards: list[Backward] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Note:
+    """A diagnostic before its position in the returned text is known."""
+
+    code: str
+    node: cst.CSTNode
+    message: str
+
+
+@dataclass(eq=False)
+class Plan:
+    """One training step: ``optimizer`` is its source text. ``predict``/``restore`` are None when
+    that call is not inserted (a wrapper restores through the runtime's step hook; a skipped
+    loop has ``notes`` saying why). Nodes rather than line numbers, so positions can be reported
+    in the text finally returned."""
+
+    optimizer: str
+    backward: cst.CSTNode
+    step: cst.CSTNode
+    predict: Slot | None
+    restore: Slot | None
+    notes: list[Note] = field(default_factory=list)
+
+    @property
+    def patched(self) -> bool:
+        return self.predict is not None or self.restore is not None
+
+
+class Finder:
+    """Runs the metadata providers once and answers the questions the finder asks."""
+
+    def __init__(self, module: cst.Module) -> None:
+        self.wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+        self.module = module
+        self.positions = self.wrapper.resolve(PositionProvider)
+        self.nav = Navigator(self.wrapper.resolve(ParentNodeProvider))
+        self.ids = Identities(
+            module,
+            self.nav,
+            self.wrapper.resolve(ScopeProvider),
+            self.wrapper.resolve(QualifiedNameProvider),
+        )
+        self.frozen = frozen_modules(module)
+
+    def code(self, node: cst.CSTNode) -> str:
+        return self.module.code_for_node(node)
+
+    def where(self, node: cst.CSTNode) -> tuple[int, int]:
+        start = self.positions[node].start
+        return start.line, start.column
+
+    # -- collection -------------------------------------------------------------------------
+    def backwards(self) -> list[Backward]:
+        found = []
+        for call in m.findall(self.module, m.Call(func=m.Attribute())):
+            assert isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)
+            if call.func.attr.value not in ("backward", "manual_backward"):
+                continue
+            positional = [a for a in call.args if a.keyword is None]
+            loss_expr = positional[0].value if positional else call.func.value
+            at = self.nav.item_of(call)
+            if at is None:
+                continue
+            line, column = self.where(call)
+            found.append(Backward(call, at, uses(loss_expr), line, column))
+        return found
+
+    def steps(self) -> list[Step]:
+        found = []
+        for call in m.findall(self.module, m.Call(func=m.Attribute(attr=m.Name("step")))):
+            assert isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)
+            receiver = call.func.value
+            args = [a for a in call.args if a.keyword is None]
+            closure = next(
+                (a.value for a in call.args if a.keyword and a.keyword.value == "closure"), None
+            )
+            optimizer: cst.BaseExpression | None = None
+            if not args and dotted(receiver) is not None:
+                optimizer = receiver
+            elif len(args) == 1 and dotted(args[0].value) is not None:
+                arg = args[0].value
+                if self.ids.is_grad_scaler(receiver):
+                    optimizer = arg  # scaler.step(optimizer)
+                elif self._is_closure(arg, call):
+                    optimizer, closure = receiver, arg
+                elif self.ids.classify(arg).kind == "optimizer":
+                    optimizer = arg
+            elif len(args) == 1 and isinstance(args[0].value, cst.Lambda):
+                optimizer, closure = receiver, args[0].value
+            if optimizer is None:
+                continue
+            at = self.nav.item_of(call)
+            if at is None:
+                continue
+            line, column = self.where(call)
+            found.append(Step(call, optimizer, at, line, column, closure))
+        return found
+
+    def _is_closure(self, arg: cst.BaseExpression, call: cst.Call) -> bool:
+        if not isinstance(arg, cst.Name):
+            return False
+        owner = self.nav.scope_owner(call)
+        return any(
+            f.name.value == arg.value and self.nav.scope_owner(f) is owner
+            for f in m.findall(owner, m.FunctionDef())
+            if isinstance(f, cst.FunctionDef)
+        )
+
+    # -- pairing ----------------------------------------------------------------------------
+    def pair(self, backward: Backward, steps: list[Step]) -> Step | None:
+        """The first optimizer step after the backward in the same function; a step of an
+        unknown thing only when no known optimizer steps there."""
+        owner = self.nav.scope_owner(backward.call)
+        after = [
+            s
+            for s in steps
+            if s.closure is None
+            and self.nav.scope_owner(s.call) is owner
+            and (s.line, s.column) > (backward.line, backward.column)
+        ]
+        kinds = [(s, self.ids.classify(s.optimizer)) for s in after]
+        for wanted in ("optimizer", "unknown"):
+            for step, identity in kinds:
+                if identity.kind == wanted:
+                    return step
+        return None
+
+    def bound(self, a: cst.CSTNode, b: cst.CSTNode) -> Block:
+        """The body of the innermost loop holding both nodes (else their function's body)."""
+        owner = self.nav.scope_owner(a)
+        b_ancestors = {id(n) for n in self.nav.ancestors(b)}
+        for node in self.nav.ancestors(a):
+            if node is owner:
+                break
+            if isinstance(node, _LOOPS) and id(node) in b_ancestors:
+                return node.body
+        if isinstance(owner, cst.FunctionDef):
+            return owner.body
+        return self.module
+
+
+def find(finder: Finder, options: Options) -> list[Plan]:
+    """Every training step of the finder's module as a :class:`Plan`, in source order."""
+    steps = finder.steps()
+    plans: list[Plan] = []
+    closure_names = {s.closure.value for s in steps if isinstance(s.closure, cst.Name)}
+
+    for backward in finder.backwards():
+        function = finder.nav.enclosing(backward.call, (cst.FunctionDef,))
+        if isinstance(function, cst.FunctionDef) and function.name.value in closure_names:
+            continue  # reported once, at its closure step
+        step = finder.pair(backward, steps)
+        if step is None:
+            message = "no optimizer step after this backward in the same function; not patched"
+            plans.append(_skipped("", backward.call, backward.call, codes.NO_STEP, message))
+            continue
+        step.backwards.append(backward)
+
+    for step in steps:
+        identity = finder.ids.classify(step.optimizer)
+        name = finder.code(step.optimizer)
+        if step.closure is not None:
+            if identity.kind != "not" and (step.backwards or _closure_has_backward(finder, step)):
+                plans.append(_closure_plan(step, name, identity))
+            continue
+        if step.backwards:
+            plans.append(_step_plan(finder, step, name, identity, options))
+
+    plans.extend(_wrapper_plans(finder, plans, options))
+    plans.sort(key=lambda p: (finder.where(p.step), finder.where(p.backward)))
+    return plans
+
+
+def _closure_has_backward(finder: Finder, step: Step) -> bool:
+    if not isinstance(step.closure, cst.Name):
+        return isinstance(step.closure, cst.Lambda)
+    owner = finder.nav.scope_owner(step.call)
+    for f in m.findall(owner, m.FunctionDef(name=m.Name(step.closure.value))):
+        if m.findall(f, m.Call(func=m.Attribute(attr=m.Name("backward")))):
+            return True
+    return False
+
+
+def _closure_plan(step: Step, name: str, identity: Identity) -> Plan:
+    if identity.class_name and not is_supported(identity.class_name):
+        return _unsupported(step, name, identity.class_name)
+    message = (
+        f"{name}.step(closure) runs forward and backward inside the optimizer; "
+        "a closure-driven loop cannot be patched, left unchanged"
+    )
+    return _skipped(name, step.call, step.call, codes.CLOSURE_STEP, message)
+
+
+def _unsupported(step: Step, name: str, class_name: str) -> Plan:
+    message = (
+        f"{name} is built from torch.optim.{class_name}, which has no XGrad rule; "
+        "loop left unchanged"
+    )
+    return _skipped(name, step.call, step.call, codes.UNSUPPORTED_OPTIMIZER, message)
+
+
+def _skipped(
+    optimizer: str, backward: cst.CSTNode, step: cst.CSTNode, code: str, message: str
+) -> Plan:
+    return Plan(optimizer, backward, step, None, None, [Note(code, step, message)])
+
+
+def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, options: Options) -> Plan:
+    first = step.backwards[0]
+    if identity.class_name and not is_supported(identity.class_name):
+        return _unsupported(step, name, identity.class_name)
+    if options.optimizers and name not in options.optimizers:
+        message = f"{name} is not among the --optimizer names; not patched"
+        return _skipped(name, first.call, step.call, codes.FILTERED, message)
+    forwards = []
+    for backward in step.backwards:
+        bound = finder.bound(backward.call, step.call)
+        item = predict_item(finder.nav, backward.at, backward.loss, bound, finder.frozen)
+        if item is not None:
+            forwards.append(item)
+    if not forwards:
+        message = (
+            f"found no forward that the loss of this backward depends on in the loop of "
+            f"{name}.step(); not patched"
+        )
+        plan = _skipped(name, first.call, step.call, codes.NO_FORWARD, message)
+        plan.notes[0].node = first.call
+        return plan
+    predict = min(forwards, key=lambda it: finder.where(it.node))
+    last = step.backwards[-1]
+    same_block = last.at[1] is step.at[1]
+    restore = restore_item(step.at, last.at[0] if same_block else None, name)
+    return Plan(name, first.call, step.call, Slot(predict), Slot(restore))
+
+
+def _wrapper_plans(finder: Finder, plans: list[Plan], options: Options) -> list[Plan]:
+    """``loss_scaler(loss, optimizer, ...)``: a call that takes a loss and an optimizer and
+    does backward and step itself (MAE/DeiT style). Predict only; the runtime's step pre-hook
+    restores before the wrapper's step."""
+    patched = {p.optimizer for p in plans if p.patched}
+    out = []
+    for expr in m.findall(finder.module, m.Expr(value=m.Call())):
+        assert isinstance(expr, cst.Expr) and isinstance(expr.value, cst.Call)
+        call = expr.value
+        if callee_name(call) in ("backward", "step", "manual_backward"):
+            continue
+        positional = [a.value for a in call.args if a.keyword is None]
+        if not positional or not isinstance(positional[0], cst.Name):
+            continue
+        loss = positional[0]
+        optimizer = next(
+            (
+                a.value
+                for a in call.args[1:]
+                if dotted(a.value) is not None and finder.ids.classify(a.value).kind == "optimizer"
+            ),
+            None,
+        )
+        loop = finder.nav.enclosing(call, _LOOPS + (cst.FunctionDef,))
+        if optimizer is None or not isinstance(loop, _LOOPS):
+            continue
+        name = finder.code(optimizer)
+        if name in patched:
+            continue
+        at = finder.nav.item_of(call)
+        assert at is not None
+        item = predict_item(finder.nav, at, {loss.value}, loop.body, finder.frozen)
+        if item is None:
+            continue
+        if options.optimizers and name not in options.optimizers:
+            message = f"{name} is not among the --optimizer names; not patched"
+            out.append(_skipped(name, call, call, codes.FILTERED, message))
+            continue
+        message = (
+            f"{finder.code(call.func)}(...) does backward and step of {name} together: "
+            "only xgrad.predict is inserted; the runtime's step pre-hook restores the "
+            "weights before that step"
+        )
+        out.append(
+            Plan(name, call, call, Slot(item), None, [Note(codes.WRAPPER_STEP, call, message)])
+        )
+    return out

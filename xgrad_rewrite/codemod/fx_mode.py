@@ -1,0 +1,91 @@
+"""``Options(mode="fx")``: wrap the model once instead of patching each step (issue 6).
+
+Inserted right after the statement that builds the optimizer from ``<model>.parameters()`` (the
+first point where both exist): ``<model> = xgrad.fx.predictive(<model>, <optimizer>, s=N)``.
+``xgrad`` is still ``xgrad_rewrite.runtime``, which exposes the FX path as its ``fx`` attribute.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from xgrad_rewrite.codemod import diagnostics as codes
+from xgrad_rewrite.codemod.api import Options
+from xgrad_rewrite.codemod.blocks import Slot
+from xgrad_rewrite.codemod.dataflow import callee_name, dotted
+from xgrad_rewrite.codemod.find import Finder, Note, Plan
+from xgrad_rewrite.codemod.known_optimizers import is_supported
+
+
+def find_fx(finder: Finder, options: Options) -> list[tuple[Plan, str]]:
+    """(plan, model source) for each optimizer built from a model's parameters."""
+    out: list[tuple[Plan, str]] = []
+    for assign in m.findall(finder.module, m.Assign(targets=[m.AssignTarget()], value=m.Call())):
+        assert isinstance(assign, cst.Assign) and isinstance(assign.value, cst.Call)
+        target = assign.targets[0].target
+        if dotted(target) is None or isinstance(target, cst.Subscript):
+            continue
+        call = assign.value
+        identity = finder.ids.classify_value(call)
+        model = _model_of(call)
+        if model is None or (
+            identity.kind != "optimizer" and callee_name(call) != "configure_optimizers"
+        ):
+            continue
+        name = finder.code(target)
+        at = finder.nav.item_of(assign)
+        assert at is not None
+        if identity.class_name and not is_supported(identity.class_name):
+            message = (
+                f"{name} is built from torch.optim.{identity.class_name}, which has no XGrad "
+                "rule; not wrapped"
+            )
+            out.append(
+                (
+                    Plan(
+                        name,
+                        assign,
+                        assign,
+                        None,
+                        None,
+                        [Note(codes.UNSUPPORTED_OPTIMIZER, assign, message)],
+                    ),
+                    model,
+                )
+            )
+            continue
+        if options.optimizers and name not in options.optimizers:
+            message = f"{name} is not among the --optimizer names; not wrapped"
+            out.append(
+                (
+                    Plan(name, assign, assign, None, None, [Note(codes.FILTERED, assign, message)]),
+                    model,
+                )
+            )
+            continue
+        out.append((Plan(name, assign, assign, Slot(at[0], after=True), None), model))
+    if not any(plan.predict for plan, _ in out) and finder.module.body:
+        message = (
+            "--mode fx: found no `optimizer = torch.optim.X(model.parameters(), ...)` to wrap the "
+            "model after; nothing inserted"
+        )
+        first = finder.module.body[0]
+        out.append(
+            (Plan("", first, first, None, None, [Note(codes.FX_NO_MODEL, first, message)]), "")
+        )
+    return out
+
+
+def _model_of(call: cst.Call) -> str | None:
+    """``model`` in ``torch.optim.X(model.parameters(), ...)`` / ``model.configure_optimizers``."""
+    if callee_name(call) == "configure_optimizers" and isinstance(call.func, cst.Attribute):
+        return dotted(call.func.value)
+    for inner in m.findall(
+        call, m.Call(func=m.Attribute(attr=m.Name("parameters") | m.Name("named_parameters")))
+    ):
+        assert isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute)
+        name = dotted(inner.func.value)
+        if name is not None:
+            return name
+    return None

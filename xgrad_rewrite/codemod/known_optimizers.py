@@ -1,0 +1,76 @@
+"""Which optimizer classes the runtime has an XGrad rule for (issue 11), by class name.
+
+The codemod never imports torch, so it cannot ask the runtime's registry; this static list mirrors
+it. Only a class the codemod resolves statically to ``torch.optim.<Name>`` or
+``xgrad_rewrite.optim.<Name>`` is checked against it; a name it cannot resolve does not count.
+"""
+
+from __future__ import annotations
+
+SUPPORTED: frozenset[str] = frozenset(
+    {
+        "SGD",
+        "Adam",
+        "AdamW",
+        "Adamax",
+        "NAdam",
+        "RAdam",
+        "Adagrad",
+        "RMSprop",
+        "Adadelta",
+        "ASGD",
+        "Rprop",
+        "Adafactor",
+        "Muon",
+        "SparseAdam",
+        "AdaBelief",
+        "AdaM3",
+    }
+)
+
+# Modules whose classes are optimizers (checked against SUPPORTED) ...
+OPTIMIZER_MODULES: tuple[str, ...] = ("torch.optim.", "xgrad_rewrite.optim.")
+# ... except these submodules, which hold schedulers and averaging helpers, not optimizers.
+NOT_OPTIMIZER_MODULES: tuple[str, ...] = (
+    "torch.optim.lr_scheduler.",
+    "torch.optim.swa_utils.",
+    "torch.optim.Optimizer",
+)
+# Calls whose result is certainly not an optimizer, whatever it is later called.
+NOT_OPTIMIZER_CALLS: frozenset[str] = frozenset(
+    {
+        "torch.amp.GradScaler",
+        "torch.cuda.amp.GradScaler",
+        "torch.GradScaler",
+        "torch.amp.grad_scaler.GradScaler",
+        "argparse.ArgumentParser",
+        "gym.make",
+        "gymnasium.make",
+    }
+)
+GRAD_SCALERS: frozenset[str] = frozenset(
+    {
+        "torch.amp.GradScaler",
+        "torch.cuda.amp.GradScaler",
+        "torch.GradScaler",
+        "torch.amp.grad_scaler.GradScaler",
+    }
+)
+
+
+def optimizer_class(qualified_name: str) -> str | None:
+    """``torch.optim.AdamW`` -> ``AdamW``; ``None`` when the name is not an optimizer class."""
+    if qualified_name.startswith(NOT_OPTIMIZER_MODULES):
+        return None
+    for prefix in OPTIMIZER_MODULES:
+        if qualified_name.startswith(prefix):
+            rest = qualified_name[len(prefix) :]
+            # torch.optim.adam.Adam and torch.optim.Adam both name the class by their last part.
+            name = rest.rsplit(".", 1)[-1]
+            return name if name[:1].isupper() else None
+    return None
+
+
+def is_supported(class_name: str) -> bool:
+    """Whether the runtime has a rule for this class name."""
+    return class_name in SUPPORTED

@@ -1,0 +1,144 @@
+"""Revert: remove exactly what :mod:`.patch` inserted, handing comments and blank lines back.
+
+Recognised only in the shapes the codemod writes, under an alias bound by a top-level
+``import xgrad_rewrite.runtime as <alias>``: ``<alias>.predict(<opt>, s=<n>)`` and
+``<alias>.restore(<opt>)`` statements, and ``<m> = <alias>.fx.predictive(<m>, <opt>, s=<n>)``.
+The import goes too unless something else in the file still uses the alias.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+RUNTIME_MODULE = "xgrad_rewrite.runtime"
+
+
+def runtime_aliases(module: cst.Module) -> set[str]:
+    """Aliases bound by our import line at top level."""
+    return {a for stmt in module.body if (a := import_alias(stmt)) is not None}
+
+
+def import_alias(statement: cst.CSTNode) -> str | None:
+    """``xgrad`` for a line that is exactly ``import xgrad_rewrite.runtime as xgrad``."""
+    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+        return None
+    node = statement.body[0]
+    if not isinstance(node, cst.Import) or len(node.names) != 1:
+        return None
+    alias = node.names[0]
+    if cst.Module([]).code_for_node(alias.name) != RUNTIME_MODULE or alias.asname is None:
+        return None
+    name = alias.asname.name
+    return name.value if isinstance(name, cst.Name) else None
+
+
+def is_inserted(node: cst.CSTNode, aliases: set[str]) -> bool:
+    """Whether a small statement is one of the calls the codemod writes."""
+    if isinstance(node, cst.Expr):
+        for alias in aliases:
+            predict = m.Call(
+                func=m.Attribute(value=m.Name(alias), attr=m.Name("predict")),
+                args=[m.Arg(keyword=None), m.Arg(keyword=m.Name("s"))],
+            )
+            restore = m.Call(
+                func=m.Attribute(value=m.Name(alias), attr=m.Name("restore")),
+                args=[m.Arg(keyword=None)],
+            )
+            if m.matches(node.value, predict | restore):
+                return True
+    if isinstance(node, cst.Assign) and len(node.targets) == 1:
+        for alias in aliases:
+            fx = m.Call(
+                func=m.Attribute(
+                    value=m.Attribute(value=m.Name(alias), attr=m.Name("fx")),
+                    attr=m.Name("predictive"),
+                ),
+                args=[m.Arg(keyword=None), m.Arg(keyword=None), m.Arg(keyword=m.Name("s"))],
+            )
+            if m.matches(node.value, fx):
+                assert isinstance(node.value, cst.Call)
+                code = cst.Module([]).code_for_node
+                if code(node.targets[0].target) == code(node.value.args[0].value):
+                    return True
+    return False
+
+
+class _Remover(cst.CSTTransformer):
+    def __init__(self, aliases: set[str], drop_import: bool) -> None:
+        super().__init__()
+        self.aliases = aliases
+        self.drop_import = drop_import
+        self.removed = 0
+
+    def _drop(self, statement: cst.BaseStatement) -> bool:
+        if self.drop_import and import_alias(statement) in self.aliases:
+            return True
+        return isinstance(statement, cst.SimpleStatementLine) and all(
+            is_inserted(s, self.aliases) for s in statement.body
+        )
+
+    def _keep_small(self, original, updated):  # type: ignore[no-untyped-def]
+        kept = [s for s in updated.body if not is_inserted(s, self.aliases)]
+        if not kept or len(kept) == len(updated.body):
+            return updated
+        self.removed += len(updated.body) - len(kept)
+        return updated.with_changes(body=kept)
+
+    def leave_SimpleStatementLine(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine:
+        return self._keep_small(original_node, updated_node)
+
+    def leave_SimpleStatementSuite(
+        self, original_node: cst.SimpleStatementSuite, updated_node: cst.SimpleStatementSuite
+    ) -> cst.SimpleStatementSuite:
+        return self._keep_small(original_node, updated_node)
+
+    def _block(self, updated):  # type: ignore[no-untyped-def]
+        body: list[cst.BaseStatement] = []
+        pending: list[cst.EmptyLine] = []
+        for statement in updated.body:
+            if self._drop(statement):
+                self.removed += 1
+                pending.extend(statement.leading_lines)
+                continue
+            if pending:
+                statement = statement.with_changes(
+                    leading_lines=[*pending, *statement.leading_lines]
+                )
+                pending = []
+            body.append(statement)
+        if len(body) == len(updated.body):
+            return updated
+        footer = [*pending, *updated.footer]
+        if not body and isinstance(updated, cst.IndentedBlock):
+            body = [cst.SimpleStatementLine([cst.Pass()])]  # never leave a block empty
+        return updated.with_changes(body=body, footer=footer)
+
+    def leave_IndentedBlock(
+        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
+        return self._block(updated_node)
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        return self._block(updated_node)
+
+
+def revert(module: cst.Module) -> tuple[cst.Module, int]:
+    """``module`` without the inserted calls (and import, when unused now); how many went."""
+    aliases = runtime_aliases(module)
+    if not aliases:
+        return module, 0
+    calls = _Remover(aliases, drop_import=False)
+    module = module.visit(calls)
+    still_used = {
+        n.value
+        for statement in module.body
+        if import_alias(statement) is None
+        for n in m.findall(statement, m.Name())
+        if isinstance(n, cst.Name) and n.value in aliases
+    }
+    imports = _Remover(aliases - still_used, drop_import=True)
+    module = module.visit(imports) if imports.aliases else module
+    return module, calls.removed + imports.removed
