@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from xgrad_rewrite.optim import AdaBelief, AdaM3
 
-LEARNING_RATES = {"sgdm": 1.0, "adam": 3e-3, "adamw": 3e-3, "adabelief": 3e-3, "adam3": 3e-3}
+LEARNING_RATES = {"sgdm": 1.0, "adam": 1e-2, "adamw": 1e-2, "adabelief": 1e-2, "adam3": 1e-2}
 # Stable, plain-Python modules present in every CPython 3.10+ install.
 SOURCES = [
     "argparse.py", "textwrap.py", "shlex.py", "fractions.py", "dataclasses.py", "heapq.py",
