@@ -8,6 +8,8 @@ the data loading around it (design.md, "Codemod contract").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import libcst as cst
 import libcst.matchers as m
 
@@ -23,7 +25,8 @@ DATA_CALLS: frozenset[str] = frozenset(
     zeros zeros_like ones ones_like full tensor arange stack cat from_numpy as_tensor
     manual_seed time perf_counter min max abs round sorted list dict tuple set str
     getattr hasattr setattr update copy_ fill_ normal_ uniform_ random_ masked_fill split_
-    numpy tolist""".split()
+    numpy tolist parameters named_parameters state_dict load_state_dict modules children
+    buffers named_modules requires_grad_""".split()
 )
 # Calls that prepare gradients for the step they belong to; restore goes before them.
 PREP_CALLS: frozenset[str] = frozenset(
@@ -34,7 +37,11 @@ PREP_CALLS: frozenset[str] = frozenset(
         "clip_grad_norm",
         "clip_grad_value",
         "clip_gradients",
+        "dispatch_clip_grad",
     }
+)
+MUTATORS: frozenset[str] = frozenset(
+    {"append", "extend", "insert", "update", "add", "appendleft", "setdefault"}
 )
 NO_GRAD_CONTEXTS: frozenset[str] = frozenset({"no_grad", "inference_mode"})
 
@@ -106,6 +113,15 @@ class _Defs(cst.CSTVisitor):
     def visit_Lambda(self, node: cst.Lambda) -> bool:
         return False
 
+    def visit_Call(self, node: cst.Call) -> None:
+        # In-place container updates build a value as much as an assignment does:
+        # `log_probs.append(dist.log_prob(a))` in a rollout loop defines `log_probs`.
+        func = node.func
+        if isinstance(func, cst.Attribute) and func.attr.value in MUTATORS:
+            name = dotted(func.value)
+            if name is not None:
+                self.names.add(name)
+
 
 class _Uses(cst.CSTVisitor):
     def __init__(self) -> None:
@@ -136,6 +152,29 @@ def uses(node: cst.CSTNode) -> set[str]:
     return visitor.names
 
 
+def kills(node: cst.CSTNode) -> set[str]:
+    """Names a plain assignment rebinds completely (``x = ...``; not ``x[i] = ...``, not a
+    definition inside a branch), so earlier definitions of them no longer matter."""
+    if not isinstance(node, (cst.Assign, cst.AnnAssign)):
+        return set()
+    targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+    out: set[str] = set()
+    for target in targets:
+        elements = target.elements if isinstance(target, (cst.Tuple, cst.List)) else [target]
+        for element in elements:
+            value = element.value if isinstance(element, cst.BaseElement) else element
+            if isinstance(value, (cst.Name, cst.Attribute)) and (name := dotted(value)):
+                out.add(name)
+    return out
+
+
+def reads(node: cst.CSTNode) -> set[str]:
+    """What a statement reads: the right-hand side of an assignment, else everything in it."""
+    if isinstance(node, (cst.Assign, cst.AnnAssign)) and node.value is not None:
+        return uses(node.value)
+    return uses(node)
+
+
 def satisfies(defined: set[str], needed: set[str]) -> bool:
     return any(n == d or n.startswith(d + ".") for d in defined for n in needed)
 
@@ -145,12 +184,26 @@ def is_no_grad(with_item: cst.WithItem) -> bool:
     return isinstance(call, cst.Call) and callee_name(call) in NO_GRAD_CONTEXTS
 
 
-class _Forward(cst.CSTVisitor):
-    """Finds a call that may run the trained model: not a data call, not a frozen module, not
-    under ``torch.no_grad()`` / ``torch.inference_mode()``."""
+@dataclass(frozen=True)
+class Modules:
+    """Names the script treats as trainable modules (``X.parameters()``, ``X.train()``,
+    ``X.eval()`` somewhere) and those among them it freezes."""
 
-    def __init__(self, frozen: set[str]) -> None:
-        self.frozen = frozen
+    trained: frozenset[str]
+    frozen: frozenset[str]
+
+    def is_module(self, name: str | None) -> bool:
+        return name is not None and any(name == t or name.startswith(t + ".") for t in self.trained)
+
+
+class _Forward(cst.CSTVisitor):
+    """Finds a call that runs a trained module: the module itself, one of its methods, or a
+    helper it is passed to (``compute_loss(model, batch)``); never a frozen module, never under
+    ``torch.no_grad()`` / ``torch.inference_mode()``. With no module names known at all, any call
+    that is not a data call counts."""
+
+    def __init__(self, modules: Modules) -> None:
+        self.modules = modules
         self.found = False
 
     def visit_With(self, node: cst.With) -> bool:
@@ -167,29 +220,39 @@ class _Forward(cst.CSTVisitor):
         if name in DATA_CALLS:
             return
         target = dotted(node.func)
-        if target is not None and target in self.frozen:
+        if target is not None and target in self.modules.frozen:
             return
-        self.found = True
+        if not self.modules.trained:
+            self.found = True
+        elif self.modules.is_module(target) or any(
+            self.modules.is_module(dotted(a.value)) and dotted(a.value) not in self.modules.frozen
+            for a in node.args
+        ):
+            self.found = True
 
 
-def is_forward(node: cst.CSTNode, frozen: set[str]) -> bool:
-    visitor = _Forward(frozen)
+def is_forward(node: cst.CSTNode, modules: Modules) -> bool:
+    visitor = _Forward(modules)
     node.visit(visitor)
     return visitor.found
 
 
-def frozen_modules(module: cst.Module) -> set[str]:
-    """Modules frozen in the script: ``X.requires_grad_(False)``, ``X.eval()`` with no
-    ``X.train()`` anywhere, or ``for p in X.parameters(): p.requires_grad = False``."""
+def find_modules(module: cst.Module) -> Modules:
+    """Trainable and frozen modules: frozen are those with ``X.requires_grad_(False)``,
+    ``X.eval()`` and no ``X.train()`` anywhere, or ``for p in X.parameters(): p.requires_grad =
+    False``."""
     evals: set[str] = set()
     trains: set[str] = set()
     frozen: set[str] = set()
+    seen: set[str] = set()
     for call in m.findall(module, m.Call(func=m.Attribute())):
         assert isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)
         owner = dotted(call.func.value)
         if owner is None:
             continue
         attr = call.func.attr.value
+        if attr in ("parameters", "named_parameters", "train", "eval"):
+            seen.add(owner)
         if attr == "eval":
             evals.add(owner)
         elif attr == "train":
@@ -206,7 +269,8 @@ def frozen_modules(module: cst.Module) -> set[str]:
         )
         if owner is not None and any(_is_false(a.value) for a in body_sets_false):  # type: ignore[attr-defined]
             frozen.add(owner)
-    return frozen | (evals - trains)
+    frozen |= evals - trains
+    return Modules(frozenset(seen - frozen), frozenset(frozen))
 
 
 def _is_false(node: cst.BaseExpression) -> bool:
@@ -243,7 +307,7 @@ def predict_item(
     start: tuple[Item, Block],
     needed: set[str],
     bound: Block,
-    frozen: set[str],
+    modules: Modules,
 ) -> Item | None:
     """The earliest forward the loss depends on, walking back from the backward through its
     block and the enclosing blocks up to ``bound`` (the body of the loop that repeats the step)."""
@@ -255,8 +319,9 @@ def predict_item(
         index = next(i for i, it in enumerate(items) if it.same(item))
         for earlier in reversed(items[:index]):
             if satisfies(defs(earlier.node), needed):
-                needed |= uses(earlier.node)
-                if is_forward(earlier.node, frozen):
+                needed = {n for n in needed if not satisfies(kills(earlier.node), {n})}
+                needed |= reads(earlier.node)
+                if is_forward(earlier.node, modules):
                     best = earlier
         if block is bound or isinstance(block, cst.Module):
             return best

@@ -24,7 +24,7 @@ from xgrad_rewrite.codemod.blocks import Block, Item, Navigator, Slot
 from xgrad_rewrite.codemod.dataflow import (
     callee_name,
     dotted,
-    frozen_modules,
+    find_modules,
     predict_item,
     restore_item,
     uses,
@@ -97,7 +97,7 @@ class Finder:
             self.wrapper.resolve(ScopeProvider),
             self.wrapper.resolve(QualifiedNameProvider),
         )
-        self.frozen = frozen_modules(module)
+        self.modules = find_modules(module)
 
     def code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node)
@@ -272,7 +272,7 @@ def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, option
     forwards = []
     for backward in step.backwards:
         bound = finder.bound(backward.call, step.call)
-        item = predict_item(finder.nav, backward.at, backward.loss, bound, finder.frozen)
+        item = predict_item(finder.nav, backward.at, backward.loss, bound, finder.modules)
         if item is not None:
             forwards.append(item)
     if not forwards:
@@ -321,7 +321,7 @@ def _wrapper_plans(finder: Finder, plans: list[Plan], options: Options) -> list[
             continue
         at = finder.nav.item_of(call)
         assert at is not None
-        item = predict_item(finder.nav, at, {loss.value}, loop.body, finder.frozen)
+        item = predict_item(finder.nav, at, {loss.value}, loop.body, finder.modules)
         if item is None:
             continue
         if options.optimizers and name not in options.optimizers:

@@ -11,10 +11,11 @@ IPython syntax (``%matplotlib inline``, ``!pip install x``, ``x = !ls``, ``obj?`
 a ``pass`` placeholder carrying a token, and put back afterwards (black's jupyter mode does the
 same); cells run by a non-Python cell magic (``%%bash``, ``%%html``...) are left out entirely.
 
-The import goes after the ``import torch`` of the first code cell that imports torch, or into a
-new code cell in front of the first code cell (id ``xgrad-rewrite-import``). Only ``source``
-fields change: outputs, metadata, ids and the JSON layout (indent, key order, ``ensure_ascii``,
-trailing newline) stay as they were, and a notebook with nothing to patch is returned unchanged.
+The import goes at the end of the import block holding ``import torch`` in the first code cell
+that imports torch (or stays where an earlier run put it), or into a new code cell in front of
+the first code cell (id ``xgrad-rewrite-import``). Only ``source`` fields change: outputs,
+metadata, ids and the JSON layout (indent, key order, ``ensure_ascii``, trailing newline) stay as
+they were, and a notebook with nothing to patch is returned unchanged.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ _MAGIC = re.compile(
     re.VERBOSE,
 )
 _TORCH_IMPORT = re.compile(r"^(?:import\s+torch\b|from\s+torch\b)")
+_RUNTIME_IMPORT = re.compile(r"^import xgrad_rewrite\.runtime as \w+\s*$")
 
 
 class CellParseError(ParseError):
@@ -103,22 +105,20 @@ def rewrite_notebook(text: str, options: Options | None = None) -> NotebookResul
     if not _is_python(nb) or not sources:
         return NotebookResult(text, False)
 
-    program = _Program(cells, sources, sources)
+    program = _Program(cells, sources)
     result = rewrite(program.text, options)
-    if result.changed and not options.revert and not program.has_import():
-        # Put the import where a reader of the notebook expects it, then let the codemod run
-        # again: it sees the import and only adds the calls.
-        program = _Program(*_with_import(cells, sources))
-        result = rewrite(program.text, options)
     new_sources = program.split(result.text)
     if options.revert:
         new_sources = {i: _drop_import(src) for i, src in new_sources.items()}
+        cells_after, originals = cells, sources
+    else:
+        cells_after, new_sources, originals = _place_import(cells, sources, new_sources)
 
     new_cells = []
     changes = []
-    for i, cell in enumerate(program.cells):
+    for i, cell in enumerate(cells_after):
         src = new_sources.get(i)
-        old = program.originals.get(i, "")
+        old = originals.get(i, "")
         if options.revert and src == "" and _is_import_cell(cell, old):
             changes.append(CellChange(len(new_cells) + 1, old, ""))
             continue  # the cell we added
@@ -169,56 +169,79 @@ def _as_stored(original: Any, text: str) -> Any:
 
 
 def _is_import_cell(cell: dict[str, Any], source: str) -> bool:
-    return cell.get("id") == IMPORT_CELL_ID or source.strip() == IMPORT_LINE
+    return cell.get("id") == IMPORT_CELL_ID or bool(_RUNTIME_IMPORT.match(source))
 
 
 def _drop_import(src: str) -> str:
     lines = src.splitlines(keepends=True)
-    kept = [ln for ln in lines if ln.rstrip("\r\n") != IMPORT_LINE]
+    kept = [ln for ln in lines if not _RUNTIME_IMPORT.match(ln)]
     if len(kept) == len(lines):
         return src
     text = "".join(kept)
-    if lines[-1].rstrip("\r\n") == IMPORT_LINE and not lines[-1].endswith("\n") and text:
+    if _RUNTIME_IMPORT.match(lines[-1]) and not lines[-1].endswith("\n") and text:
         text = text[:-1] if text.endswith("\n") else text  # the import was the unterminated tail
     return text
 
 
-def _with_import(
-    cells: list[dict[str, Any]], sources: dict[int, str]
+def _place_import(
+    cells: list[dict[str, Any]], sources: dict[int, str], new_sources: dict[int, str]
 ) -> tuple[list[dict[str, Any]], dict[int, str], dict[int, str]]:
-    """``cells``/``sources`` with the runtime import added (see the module docstring), and
-    the original source of each cell (empty for a new one)."""
-    for i, src in sources.items():
+    """Move the runtime import from where the codemod put it (the top of the joined program)
+    to where a notebook reader expects it: where it was before, else after the first
+    ``import torch``, else a new code cell in front of the first code cell.
+
+    Returns the cells, their new sources and their original sources ("" for a new cell).
+    """
+    found = [ln for s in new_sources.values() for ln in s.splitlines() if _RUNTIME_IMPORT.match(ln)]
+    if not found:
+        return cells, new_sources, sources
+    line = found[0].rstrip()
+    placed = {i: _drop_import(s) for i, s in new_sources.items()}
+    before = next(
+        (
+            (i, n)
+            for i, s in sources.items()
+            for n, ln in enumerate(s.splitlines(keepends=True))
+            if _RUNTIME_IMPORT.match(ln)
+        ),
+        None,
+    )
+    if before is not None:  # keep it where the notebook had it
+        i, n = before
+        previous = sources[i].splitlines(keepends=True)[n - 1] if n else None
+        lines = placed[i].splitlines(keepends=True)
+        at = lines.index(previous) + 1 if previous in lines else 0
+        return cells, {**placed, i: _insert_line(placed[i], at, line)}, sources
+    for i, src in placed.items():
         end = _torch_import_end(src)
         if end is not None:
-            lines = src.splitlines(keepends=True)
-            newline = "\r\n" if lines[end - 1].endswith("\r\n") else "\n"
-            if not lines[end - 1].endswith(("\n", "\r")):
-                lines[end - 1] += newline
-                lines.insert(end, IMPORT_LINE)
-            else:
-                lines.insert(end, IMPORT_LINE + newline)
-            return cells, {**sources, i: "".join(lines)}, sources
-    first = min(sources)
-    new_cell: dict[str, Any] = {
-        "cell_type": "code",
-        "execution_count": None,
-        "metadata": {},
-        "outputs": [],
-        "source": [IMPORT_LINE],
-    }
+            return cells, {**placed, i: _insert_line(src, end, line)}, sources
+    first = min(placed)
+    new_cell: dict[str, Any] = {"cell_type": "code", "execution_count": None}
     if any("id" in c for c in cells):
-        new_cell = {"cell_type": "code", "execution_count": None, "id": IMPORT_CELL_ID}
-        new_cell.update(metadata={}, outputs=[], source=[IMPORT_LINE])
-    new_cells = [*cells[:first], new_cell, *cells[first:]]
-    shifted = {(j + 1 if j >= first else j): s for j, s in sources.items()}
-    originals = dict(shifted)
-    shifted[first], originals[first] = IMPORT_LINE, ""
-    return new_cells, dict(sorted(shifted.items())), originals
+        new_cell["id"] = IMPORT_CELL_ID
+    new_cell.update(metadata={}, outputs=[], source=[line])
+    shift = {(j + 1 if j >= first else j): s for j, s in placed.items()}
+    originals = {(j + 1 if j >= first else j): s for j, s in sources.items()}
+    shift[first], originals[first] = line, ""
+    return [*cells[:first], new_cell, *cells[first:]], shift, originals
+
+
+def _insert_line(src: str, at: int, line: str) -> str:
+    """``src`` with ``line`` inserted before its line number ``at`` (0-based)."""
+    lines = src.splitlines(keepends=True)
+    newline = "\r\n" if src.endswith("\r\n") or "\r\n" in src else "\n"
+    if at >= len(lines):
+        if lines and not lines[-1].endswith(("\n", "\r")):
+            lines[-1] += newline
+            return "".join(lines) + line  # Jupyter's last line carries no newline
+        return "".join(lines) + line + newline
+    lines.insert(at, line + newline)
+    return "".join(lines)
 
 
 def _torch_import_end(src: str) -> int | None:
-    """Last line (1-based) of the first top-level statement importing torch, if any."""
+    """Last line (1-based) of the run of top-level imports that first imports torch, if any."""
     masked, _ = _mask(src)
     try:
         tree = ast.parse(masked)
@@ -227,15 +250,21 @@ def _torch_import_end(src: str) -> int | None:
             if _TORCH_IMPORT.match(line):
                 return n
         return None
+    end = None
     for node in tree.body:
-        names = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            if end is not None:
+                break  # the end of the import block that holds ``import torch``
+            continue
+        if end is not None:
+            end = node.end_lineno
+            continue
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
             names = [node.module or ""]
         if any(n == "torch" or n.startswith("torch.") for n in names):
-            return node.end_lineno
-    return None
+            end = node.end_lineno
+    return end
 
 
 def _mask(src: str) -> tuple[str, dict[str, str]] | tuple[None, dict[str, str]]:
@@ -284,12 +313,9 @@ def _unmask(src: str, masks: dict[str, str]) -> str:
 class _Program:
     """The code cells joined into one Python text, and the way back to cells."""
 
-    def __init__(
-        self, cells: list[dict[str, Any]], sources: dict[int, str], originals: dict[int, str]
-    ) -> None:
+    def __init__(self, cells: list[dict[str, Any]], sources: dict[int, str]) -> None:
         self.cells = cells
         self.sources = sources
-        self.originals = originals
         self.masked: dict[int, str] = {}
         self.masks: dict[int, dict[str, str]] = {}
         self.terminated: dict[int, bool] = {}
@@ -312,9 +338,6 @@ class _Program:
         except SyntaxError as e:
             cell, line = _where(self.line_table(), e.lineno or 1)
             raise CellParseError(e.msg, cell, line, max((e.offset or 1) - 1, 0)) from e
-
-    def has_import(self) -> bool:
-        return any(ln.rstrip("\r\n") == IMPORT_LINE for ln in self.text.splitlines())
 
     def line_table(self) -> tuple[tuple[int, int], ...]:
         table = []
