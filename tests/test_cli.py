@@ -96,7 +96,7 @@ def test_check_diff_revert_and_s_round_trip(script):
 
     diff = run("--diff", "-s", "2", str(script))
     assert diff.exit_code == 1
-    assert f"--- a/{script}" in diff.stdout and f"+++ b/{script}" in diff.stdout
+    assert f"--- a{script}" in diff.stdout and f"+++ b{script}" in diff.stdout
     assert "+        xgrad.predict(optimizer, s=2)" in diff.stdout
     assert "\x1b[" not in diff.stdout  # not a tty
     assert script.read_bytes() == original

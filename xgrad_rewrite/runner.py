@@ -103,11 +103,12 @@ def _python(job: Job, text: str, out: Outcome) -> str:
     except SyntaxError as e:
         msg = f"the rewritten code does not parse ({e.msg}, line {e.lineno})"
         raise UnstableRewrite(msg) from e
-    if rewrite(result.text, job.options).changed:
+    # black's stability check, only where it protects a write: it doubles the codemod's time.
+    if job.write and rewrite(result.text, job.options).changed:
         raise UnstableRewrite("a second pass would change the rewritten code again")
     out.changed = True
     if job.diff:
-        out.diff = unified_diff(text, result.text, f"a/{job.path}", f"b/{job.path}")
+        out.diff = unified_diff(text, result.text, _name("a", job.path), _name("b", job.path))
     return result.text
 
 
@@ -125,7 +126,7 @@ def _notebook(job: Job, text: str, out: Outcome) -> str:
         )
     if not result.changed:
         return text
-    if rewrite_notebook(result.text, job.options).changed:
+    if job.write and rewrite_notebook(result.text, job.options).changed:
         raise UnstableRewrite("a second pass would change the rewritten notebook again")
     out.changed = True
     if job.diff:
@@ -133,12 +134,17 @@ def _notebook(job: Job, text: str, out: Outcome) -> str:
             unified_diff(
                 change.old,
                 change.new,
-                f"a/{job.path}:cell {change.cell}",
-                f"b/{job.path}:cell {change.cell}",
+                _name("a", f"{job.path}:cell {change.cell}"),
+                _name("b", f"{job.path}:cell {change.cell}"),
             )
             for change in result.cells
         )
     return result.text
+
+
+def _name(side: str, path: str) -> str:
+    """git's ``a/x.py``; an absolute path keeps one slash (``a/tmp/x.py``)."""
+    return f"{side}{path}" if path.startswith("/") else f"{side}/{path}"
 
 
 def _diagnostic(where: str, line: int, column: int, d: Diagnostic) -> str:
