@@ -84,8 +84,9 @@ def predict(optimizer: Any, s: float = 1.0) -> None:
         return
     s = _effective_s(s)
     record.active = s > 0
-    if not record.active:
+    if not record.active:  # off: hold no memory for it
         record.grads.clear()
+        record.buffers.clear()
         return
     record.stash = []
     for batch, delta, lr in engine.compute(opt, rule, record):

@@ -25,6 +25,7 @@ class Record:
 
     stash: list[tuple[list[Tensor], list[Tensor]]] | None = None
     grads: dict[Tensor, Tensor] = field(default_factory=dict)  # keyed like optimizer.state
+    buffers: dict[Tensor, Tensor] = field(default_factory=dict)  # stash storage, reused
     active: bool = False
     hook: Any = None
 
@@ -71,10 +72,25 @@ def _per_tensor(x: float | list[float], n: int) -> list[float]:
     return list(x) if isinstance(x, list) else [x] * n
 
 
+def _like(store: dict[Tensor, Tensor], params: list[Tensor]) -> list[Tensor]:
+    """One buffer per param from `store`, (re)allocated only when missing or of another layout.
+
+    Reusing them keeps a stash copy from costing an allocation (and, on CPU, page faults) each
+    step; the price is that the stash memory (1x the predicted params) stays between steps.
+    """
+    out = []
+    for p in params:
+        buf = store.get(p)
+        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
+            buf = store[p] = torch.empty_like(p, memory_format=torch.preserve_format)
+        out.append(buf)
+    return out
+
+
 def apply(batch: Batch, delta: Delta, coef: float, record: Record) -> None:
     """Stash θt, then θ̂ = θt − coef·Δθ in place (never rebinding `p.data`)."""
     params = batch.params
-    stash = [torch.empty_like(p) for p in params]
+    stash = _like(record.buffers, params)
     torch._foreach_copy_(stash, params)
     assert record.stash is not None
     record.stash.append((params, stash))
@@ -122,11 +138,10 @@ def cache_grads(optimizer: torch.optim.Optimizer, rule: Rule, record: Record) ->
         params = [p for p in group["params"] if p.grad is not None and not p.grad.is_sparse]
         if not params:
             continue
-        grads = [p.grad for p in params]
-        sign = -1.0 if group.get("maximize", False) else 1.0
-        cached = torch._foreach_mul(grads, sign)
+        cached = _like(record.grads, params)
+        torch._foreach_copy_(cached, [p.grad for p in params])
+        if group.get("maximize", False):
+            torch._foreach_neg_(cached)
         weight_decay = group.get("weight_decay", 0.0)
         if weight_decay and not group.get("decoupled_weight_decay", False):
             torch._foreach_add_(cached, params, alpha=float(weight_decay))
-        for p, g in zip(params, cached, strict=True):
-            record.grads[p] = g

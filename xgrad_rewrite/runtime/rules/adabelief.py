@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from xgrad_rewrite.runtime.rules.adam import decoupled_decay
-from xgrad_rewrite.runtime.rules.base import Batch, Delta, Rule, scalar, sqrt_den, steps
+from xgrad_rewrite.runtime.rules.base import Batch, Delta, Rule, adam_delta, scalar, steps
 
 
 def adabelief_rule(*, keep_decay: bool = False) -> Rule:
@@ -18,15 +18,10 @@ def adabelief_rule(*, keep_decay: bool = False) -> Rule:
         group, states = batch.group, batch.states
         beta1, beta2 = (scalar(b) for b in group["betas"])
         t = steps(states)
-        den = sqrt_den(
-            [st["exp_avg_var"] for st in states], [1 - beta2**k for k in t], group["eps"]
-        )
-        return Delta(
-            num=[st["exp_avg"] for st in states],
-            den=den,
-            scale=[1 / (1 - beta1**k) for k in t],
-            decay=decoupled_decay(group, keep_decay),
-        )
+        m, s = [st["exp_avg"] for st in states], [st["exp_avg_var"] for st in states]
+        delta = adam_delta(m, s, beta1, beta2, group["eps"], t)
+        delta.decay = decoupled_decay(group, keep_decay)
+        return delta
 
     return Rule(delta=delta, name="AdaBelief")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from xgrad_rewrite.runtime.rules.base import Batch, Delta, Rule, scalar, sqrt_den, steps
+from xgrad_rewrite.runtime.rules.base import Batch, Delta, Rule, adam_delta, scalar, steps
 
 
 def decoupled_decay(group: dict[str, Any], keep_decay: bool) -> float:
@@ -35,13 +35,10 @@ def adam_rule(*, keep_decay: bool = False) -> Rule:
         beta1, beta2 = (scalar(b) for b in group["betas"])
         t = steps(states)
         key = "max_exp_avg_sq" if group.get("amsgrad", False) else "exp_avg_sq"
-        den = sqrt_den([st[key] for st in states], [1 - beta2**k for k in t], group["eps"])
-        return Delta(
-            num=[st["exp_avg"] for st in states],
-            den=den,
-            scale=[1 / (1 - beta1**k) for k in t],
-            decay=decoupled_decay(group, keep_decay),
-        )
+        m, v = [st["exp_avg"] for st in states], [st[key] for st in states]
+        delta = adam_delta(m, v, beta1, beta2, group["eps"], t)
+        delta.decay = decoupled_decay(group, keep_decay)
+        return delta
 
     return Rule(delta=delta, name="AdamW keep_decay" if keep_decay else "Adam")
 
@@ -103,8 +100,10 @@ def nadam_rule(*, keep_decay: bool = False) -> Rule:
             b.append(mu_next / (1.0 - prod * mu_next))
         num = torch._foreach_mul(batch.grads, a)
         torch._foreach_add_(num, torch._foreach_mul([st["exp_avg"] for st in states], b))
-        den = sqrt_den([st["exp_avg_sq"] for st in states], [1 - beta2**k for k in t], group["eps"])
-        return Delta(num=num, den=den, decay=decoupled_decay(group, keep_decay))
+        v = [st["exp_avg_sq"] for st in states]
+        delta = adam_delta(num, v, 0.0, beta2, group["eps"], t)  # β1=0: no m bias correction
+        delta.decay = decoupled_decay(group, keep_decay)
+        return delta
 
     return Rule(delta=delta, needs_grad=lambda group: True, name="NAdam")
 

@@ -65,12 +65,15 @@ def steps(states: Sequence[dict[str, Any]]) -> list[float]:
     return [float(st["step"]) for st in states]
 
 
-def sqrt_den(v: list[Tensor], bias_correction2: list[float], eps: float) -> list[Tensor]:
-    """√(v / bc2) + ε as new tensors, the denominator Adam-like rules share (Table I)."""
+def adam_delta(
+    m: list[Tensor], v: list[Tensor], beta1: float, beta2: float, eps: float, t: list[float]
+) -> Delta:
+    """m̂/(√v̂ + ε) (Table I) with one new tensor: √bc2/bc1 · m / (√v + ε·√bc2)."""
     den = torch._foreach_sqrt(v)
-    torch._foreach_div_(den, [bc**0.5 for bc in bias_correction2])
-    torch._foreach_add_(den, eps)
-    return den
+    root_bc2 = [(1 - beta2**k) ** 0.5 for k in t]
+    torch._foreach_add_(den, [eps * r for r in root_bc2])
+    scale = [r / (1 - beta1**k) for r, k in zip(root_bc2, t, strict=True)]
+    return Delta(num=m, den=den, scale=scale)
 
 
 def scalar(x: float | Tensor) -> float:
