@@ -339,3 +339,16 @@ def test_cuda_matches_cpu(cls):
     with xg.predicted(opt_c, 2), xg.predicted(opt_g, 2):
         for a, b in zip(params_c, params_g, strict=True):
             torch.testing.assert_close(a.detach(), b.detach().cpu())
+
+
+def test_failing_rule_leaves_nothing_predicted():
+    opt, params = stepped(optim.Adam, n=3)
+    opt.add_param_group({"params": [torch.ones(2, requires_grad=True)], "lr": 0.1})
+    extra = opt.param_groups[1]["params"][0]
+    extra.grad = torch.ones(2)
+    opt.step()
+    del opt.state[extra]["exp_avg"]  # the second group's rule raises KeyError
+    theta = snapshot(params)
+    with pytest.raises(KeyError):
+        xg.predict(opt, 2)
+    assert same(params, theta) and not xg.is_predicted(opt)

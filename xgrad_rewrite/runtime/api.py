@@ -89,8 +89,12 @@ def predict(optimizer: Any, s: float = 1.0) -> None:
         record.buffers.clear()
         return
     record.stash = []
-    for batch, delta, lr in engine.compute(opt, rule, record):
-        engine.apply(batch, delta, float(lr) * s, record)
+    try:
+        for batch, delta, lr in engine.compute(opt, rule, record):
+            engine.apply(batch, delta, float(lr) * s, record)
+    except BaseException:  # a rule that fails half-way leaves no parameter predicted
+        engine.restore(record)
+        raise
 
 
 @torch.no_grad()

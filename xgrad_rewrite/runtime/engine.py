@@ -143,5 +143,5 @@ def cache_grads(optimizer: torch.optim.Optimizer, rule: Rule, record: Record) ->
         if group.get("maximize", False):
             torch._foreach_neg_(cached)
         weight_decay = group.get("weight_decay", 0.0)
-        if weight_decay and not group.get("decoupled_weight_decay", False):
+        if weight_decay and not (rule.decoupled_decay or group.get("decoupled_weight_decay")):
             torch._foreach_add_(cached, params, alpha=float(weight_decay))

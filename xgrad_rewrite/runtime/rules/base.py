@@ -58,11 +58,20 @@ class Rule:
     delta: DeltaFn
     needs_grad: Callable[[dict[str, Any]], bool] = lambda group: False
     name: str = ""
+    # The class's `weight_decay` is decoupled (Adafactor, Muon, Lion): no λ·θ in the cached g_t.
+    decoupled_decay: bool = False
 
 
 def steps(states: Sequence[dict[str, Any]]) -> list[float]:
-    """The `step` of each state as a float (torch keeps it as a 0-dim tensor)."""
-    return [float(st["step"]) for st in states]
+    """The `step` of each state as a float (torch keeps it as a 0-dim tensor).
+
+    Steps on an accelerator (fused/capturable optimizers) are read with one transfer, not one
+    synchronisation per tensor.
+    """
+    values = [st["step"] for st in states]
+    if values and isinstance(values[0], Tensor) and values[0].device.type != "cpu":
+        return torch.stack([v.reshape(()).float() for v in values]).tolist()
+    return [float(v) for v in values]
 
 
 def adam_delta(
