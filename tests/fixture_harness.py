@@ -1,0 +1,105 @@
+"""Runs patched fixture scripts in one process and records every top-level module forward.
+
+For each forward of a module that is not called from inside another module's forward, it
+records whether grad mode was on, whether an optimizer owning the module's parameters had
+stepped and was predicted (``xgrad_rewrite.runtime.is_predicted``), and whether any optimizer
+was predicted. ``xgrad.predict`` is wrapped to count calls that actually moved weights.
+
+Usage: python fixture_harness.py OUT.json SCRIPT...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import runpy
+import sys
+import traceback
+import weakref
+
+import torch
+
+import xgrad_rewrite.runtime as xgrad
+
+optimizers: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
+_init = torch.optim.Optimizer.__init__
+
+
+def _tracking_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    _init(self, *args, **kwargs)
+    optimizers.add(self)
+
+
+torch.optim.Optimizer.__init__ = _tracking_init  # type: ignore[method-assign]
+
+state = {"depth": 0, "records": [], "predict_calls": 0, "moved": 0}
+
+
+def _params(optimizer: torch.optim.Optimizer) -> set[int]:
+    return {id(p) for group in optimizer.param_groups for p in group["params"]}
+
+
+def _pre(module, args):  # type: ignore[no-untyped-def]
+    if state["depth"] == 0:
+        mine = {id(p) for p in module.parameters()}
+        owners = [o for o in list(optimizers) if mine & _params(o)]
+        state["records"].append(
+            {
+                "module": type(module).__name__,
+                "grad": torch.is_grad_enabled(),
+                "owned": bool(owners),
+                "stepped": any(len(o.state) > 0 for o in owners),
+                "predicted": any(xgrad.is_predicted(o) for o in owners),
+                "any_predicted": any(xgrad.is_predicted(o) for o in list(optimizers)),
+            }
+        )
+    state["depth"] += 1
+
+
+def _post(module, args, output):  # type: ignore[no-untyped-def]
+    state["depth"] -= 1
+
+
+_predict = xgrad.predict
+
+
+def _counting_predict(optimizer, *args, **kwargs):  # type: ignore[no-untyped-def]
+    before = [p.detach().clone() for g in optimizer.param_groups for p in g["params"]]
+    result = _predict(optimizer, *args, **kwargs)
+    after = [p.detach() for g in optimizer.param_groups for p in g["params"]]
+    state["predict_calls"] += 1
+    state["moved"] += any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+    return result
+
+
+def run(script: str) -> dict:
+    state.update(depth=0, records=[], predict_calls=0, moved=0)
+    error = None
+    argv = sys.argv
+    sys.argv = [script]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            runpy.run_path(script, run_name="__main__")
+    except SystemExit as exit_:
+        if exit_.code not in (None, 0):
+            error = f"SystemExit({exit_.code})"
+    except Exception:  # noqa: BLE001 - reported to the test
+        error = traceback.format_exc(limit=-3)
+    finally:
+        sys.argv = argv
+    return {key: state[key] for key in ("records", "predict_calls", "moved")} | {"error": error}
+
+
+def main() -> None:
+    out, scripts = sys.argv[1], sys.argv[2:]
+    xgrad.predict = _counting_predict
+    torch.nn.modules.module.register_module_forward_pre_hook(_pre)
+    torch.nn.modules.module.register_module_forward_hook(_post, always_call=True)
+    results = {script: run(script) for script in scripts}
+    with open(out, "w") as f:
+        json.dump(results, f)
+
+
+if __name__ == "__main__":
+    main()
