@@ -289,3 +289,19 @@ def test_directions_match_reference_and_mutate_nothing():
     )
     after = {(id(p), k): v for p in opt.state for k, v in opt.state[p].items()}
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_directions_while_predicted_use_theta_t_for_the_decay_term():
+    p = torch.ones(4, requires_grad=True)
+    opt = optim.AdamW([p], lr=0.1, weight_decay=0.5)
+    xg.register(optim.AdamW, xg.adamw_rule(keep_decay=True))
+    try:
+        p.grad = torch.ones(4)
+        opt.step()
+        before = xg.directions(opt)[0][1]
+        with xg.predicted(opt, 3):
+            during = xg.directions(opt)[0][1]
+        assert torch.equal(before, during)
+        torch.testing.assert_close(before, 1 / (1 + 1e-8) + 0.5 * p.detach())
+    finally:
+        register_builtin()
