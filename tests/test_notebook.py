@@ -88,23 +88,8 @@ def test_there_are_golden_notebooks():
         assert (FIXTURES / f"{name}.out.ipynb").exists(), name
 
 
-# Module-level straight-line code: the codemod (transform.py, 7e71761) puts the predict before
-# ``model = ...``/``opt = ...`` (the first statement the loss depends on), i.e. before the optimizer
-# exists; the expected output has it before the forward, as in the .py contract.
-KNOWN_CODEMOD_GAPS = {"split_step": "codemod: predict placed before the optimizer is created"}
-
-
-def golden_params(names: list[str]) -> list:
-    return [
-        pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_CODEMOD_GAPS[n], strict=True))
-        if n in KNOWN_CODEMOD_GAPS
-        else n
-        for n in names
-    ]
-
-
 @needs_codemod
-@pytest.mark.parametrize("name", golden_params(NAMES))
+@pytest.mark.parametrize("name", NAMES)
 def test_golden_notebook(name):
     source = (FIXTURES / f"{name}.in.ipynb").read_text(encoding="utf-8")
     expected = (FIXTURES / f"{name}.out.ipynb").read_text(encoding="utf-8")
@@ -128,16 +113,15 @@ def test_golden_notebook(name):
 
 @needs_codemod
 def test_golden_notebooks_through_the_cli(tmp_path):
-    names = [n for n in NAMES if n not in KNOWN_CODEMOD_GAPS]
-    for name in names:
+    for name in NAMES:
         (tmp_path / f"{name}.ipynb").write_bytes((FIXTURES / f"{name}.in.ipynb").read_bytes())
     result = CliRunner().invoke(main, [str(tmp_path)])
     assert result.exit_code == 0, result.output
-    for name in names:
+    for name in NAMES:
         out = (FIXTURES / f"{name}.out.ipynb").read_bytes()
         assert (tmp_path / f"{name}.ipynb").read_bytes() == out
     assert CliRunner().invoke(main, ["--revert", str(tmp_path)]).exit_code == 0
-    for name in names:
+    for name in NAMES:
         assert (tmp_path / f"{name}.ipynb").read_bytes() == (
             FIXTURES / f"{name}.in.ipynb"
         ).read_bytes()

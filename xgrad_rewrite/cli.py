@@ -9,11 +9,16 @@ only when needed, so a hook run on one file starts fast, and torch is never impo
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
 
 from xgrad_rewrite import __version__
 from xgrad_rewrite.report import Report
+
+if TYPE_CHECKING:
+    from xgrad_rewrite.runner import Job, Outcome
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -150,7 +155,8 @@ def _exists(path: str) -> bool:
     return os.path.exists(path)
 
 
-def _run(jobs_list: list, jobs: int):  # noqa: ANN202 - yields runner.Outcome in input order
+def _run(jobs_list: list[Job], jobs: int) -> Iterator[Outcome]:
+    """Outcomes in the order of ``jobs_list``, whatever order the workers finish in."""
     from xgrad_rewrite import runner
 
     parallel = [j for j in jobs_list if j.path != "-"]
@@ -166,7 +172,7 @@ def _run(jobs_list: list, jobs: int):  # noqa: ANN202 - yields runner.Outcome in
             yield runner.process(job) if job.path == "-" else next(done)
 
 
-def _show(outcome, report: Report, *, quiet: bool, verbose: bool, color: bool) -> None:  # noqa: ANN001
+def _show(outcome: Outcome, report: Report, *, quiet: bool, verbose: bool, color: bool) -> None:
     if outcome.failed:
         report.failure()
     else:

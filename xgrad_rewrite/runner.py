@@ -121,7 +121,7 @@ def _notebook(job: Job, text: str, out: Outcome) -> str:
         out.warnings.append(_diagnostic(f"{job.path}:cell {cell}", line, d.column, d))
     if job.verbose:
         out.details.extend(
-            _step_line(job.path, s, result.where_old_text, result.where_new_text)
+            _step_line(job.path, s, result.where_new_text, result.where_new_text)
             for s in result.steps
         )
     if not result.changed:
@@ -156,7 +156,8 @@ def _line(n: int) -> str:
 
 
 def _step_line(path: str, s: StepReport, old, new) -> str:  # noqa: ANN001 - two line formatters
-    """``old``/``new`` format a line of the codemod's input/output (notebooks: cell and line)."""
+    """``old``/``new`` format the backward/step and the predict/restore lines (notebooks: cell
+    and line); the codemod reports all four as lines of its output."""
     placed = []
     if s.predict_line is not None:
         placed.append(f"predict at {new(s.predict_line)}")

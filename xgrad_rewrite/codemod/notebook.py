@@ -208,8 +208,8 @@ def _place_import(
     )
     if before is not None:  # keep it where the notebook had it
         i, n = before
-        previous = sources[i].splitlines(keepends=True)[n - 1] if n else None
-        lines = placed[i].splitlines(keepends=True)
+        previous = sources[i].splitlines()[n - 1] if n else None
+        lines = placed[i].splitlines()
         at = lines.index(previous) + 1 if previous in lines else 0
         return cells, {**placed, i: _insert_line(placed[i], at, line)}, sources
     for i, src in placed.items():
