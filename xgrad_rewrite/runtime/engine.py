@@ -65,7 +65,8 @@ def compute(
                 grads=[record.grads[p] for p in params] if needs_grad else None,
                 theta=_theta(params, record),
             )
-            yield batch, rule.delta(batch), group["lr"]
+            lr = group["lr"]  # None: the optimizer sets its own step (Δθ holds it), coef = s
+            yield batch, rule.delta(batch), 1.0 if lr is None else lr
 
 
 def _per_tensor(x: float | list[float], n: int) -> list[float]:

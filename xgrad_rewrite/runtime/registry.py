@@ -53,10 +53,49 @@ def rule_for(optimizer: Any) -> Rule:
             "there is no single forward to run on predicted weights; XGrad does not support it. "
             + _how_to_register(cls.__qualname__)
         )
+    _register_third_party(cls)
     for klass in cls.__mro__:
         rule = _RULES.get(klass)
         if rule is not None:
             return rule
     raise TypeError(
-        f"xgrad: no weight-prediction rule for {name}. " + _how_to_register(cls.__qualname__)
+        f"xgrad: no weight-prediction rule for {name}. "
+        + _how_to_register(cls.__qualname__)
+        + " Supported: "
+        + ", ".join(supported())
+        + "."
     )
+
+
+_THIRD_PARTY_DONE: set[str] = set()
+
+
+def _register_third_party(cls: type) -> None:
+    """Register rules for lion_pytorch / timm / transformers / bitsandbytes on first sight.
+
+    Only an optimizer from one of those packages triggers it, so `import xgrad_rewrite.runtime`
+    never imports them.
+    """
+    for klass in cls.__mro__:
+        package = klass.__module__.partition(".")[0]
+        if package in _THIRD_PARTY_DONE or package in ("torch", "builtins"):
+            continue
+        from xgrad_rewrite.runtime.rules import thirdparty
+
+        if package in thirdparty.PACKAGES:
+            _THIRD_PARTY_DONE.add(package)
+            thirdparty.register_package(package, add=_RULES.setdefault)  # a user's rule wins
+
+
+def supported() -> list[str]:
+    """The optimizer classes with a rule now, then the third-party ones supported once installed."""
+    from xgrad_rewrite.runtime.rules import thirdparty
+
+    names = set()
+    for cls in _RULES:
+        public = getattr(torch.optim, cls.__name__, None) is cls
+        names.add(
+            f"torch.optim.{cls.__name__}" if public else f"{cls.__module__}.{cls.__qualname__}"
+        )
+    extra = [n for n in thirdparty.SUPPORTED if n not in names]
+    return sorted(names) + [f"{n} (when installed)" for n in extra]

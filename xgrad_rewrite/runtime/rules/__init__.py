@@ -25,7 +25,19 @@ import torch
 
 from xgrad_rewrite.optim import AdaBelief, AdaM3
 from xgrad_rewrite.runtime.registry import register
-from xgrad_rewrite.runtime.rules import adabelief, adagrad, adam, rmsprop, sgd
+from xgrad_rewrite.runtime.rules import (
+    adabelief,
+    adadelta,
+    adafactor,
+    adagrad,
+    adam,
+    asgd,
+    muon,
+    rmsprop,
+    rprop,
+    sgd,
+    sparse_adam,
+)
 from xgrad_rewrite.runtime.rules.adabelief import adabelief_rule, adam3_rule
 from xgrad_rewrite.runtime.rules.adam import adam_rule, adamw_rule, nadam_rule, radam_rule
 from xgrad_rewrite.runtime.rules.base import Batch, Delta, Rule
@@ -56,6 +68,13 @@ def register_builtin() -> None:
     register(torch.optim.Adagrad, adagrad.RULE)
     register(AdaBelief, adabelief.ADABELIEF)
     register(AdaM3, adabelief.ADAM3)
+    register(torch.optim.Adadelta, adadelta.RULE)
+    register(torch.optim.ASGD, asgd.RULE)
+    register(torch.optim.Rprop, rprop.RULE)
+    register(torch.optim.SparseAdam, sparse_adam.RULE)
+    for name, rule in (("Adafactor", adafactor.RULE), ("Muon", muon.RULE)):  # newer torch only
+        if hasattr(torch.optim, name):
+            register(getattr(torch.optim, name), rule)
 
 
 register_builtin()

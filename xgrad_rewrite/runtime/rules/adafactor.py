@@ -50,9 +50,7 @@ def adafactor_rule(*, keep_decay: bool = False) -> Rule:
         decay = float(group["weight_decay"]) if keep_decay else 0.0
         return Delta(num=num, scale=scale, decay=decay)
 
-    return Rule(
-        delta=delta, needs_grad=lambda group: True, name="Adafactor", decoupled_decay=True
-    )
+    return Rule(delta=delta, needs_grad=lambda group: True, name="Adafactor", decoupled_decay=True)
 
 
 RULE = adafactor_rule()

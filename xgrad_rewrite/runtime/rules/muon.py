@@ -57,7 +57,8 @@ def muon_rule(*, keep_decay: bool = False) -> Rule:
         for p, st, g in zip(batch.params, batch.states, grads, strict=True):
             if p.ndim != 2:
                 raise ValueError(
-                    f"xgrad: torch.optim.Muon only updates 2D parameters, got shape {tuple(p.shape)}"
+                    "xgrad: torch.optim.Muon only updates 2D parameters, got shape "
+                    f"{tuple(p.shape)}"
                 )
             buf = st["momentum_buffer"]
             u = g.lerp(buf, mu) if nesterov else buf
