@@ -52,3 +52,12 @@ __all__ = [
     "register",
     "restore",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """`xgrad.fx` (the FX path, `--mode fx`), imported on first use: it needs torch.fx."""
+    if name == "fx":
+        import importlib
+
+        return importlib.import_module("xgrad_rewrite.fx")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
