@@ -249,6 +249,16 @@ def test_a_cell_that_does_not_parse_names_the_cell(fake):
     assert info.value.line in (2, 3)
 
 
+def test_a_codemod_parse_error_is_mapped_to_its_cell(monkeypatch):
+    def refuse(source, options):
+        raise ParseError("libcst says no", 6, 2)  # program line 6: cell 3's second line
+
+    monkeypatch.setattr(xgrad_rewrite.codemod, "rewrite", refuse)
+    with pytest.raises(CellParseError) as info:
+        rewrite_notebook(nb("import torch\nx = 1", "y = 2\nz = 3"), Options())
+    assert (info.value.cell, info.value.line, info.value.column) == (3, 2, 2)
+
+
 def test_not_json_or_not_a_notebook_is_a_parse_error():
     with pytest.raises(ParseError, match="JSON"):
         rewrite_notebook("{\n  nope", Options())

@@ -106,7 +106,11 @@ def rewrite_notebook(text: str, options: Options | None = None) -> NotebookResul
         return NotebookResult(text, False)
 
     program = _Program(cells, sources)
-    result = rewrite(program.text, options)
+    try:
+        result = rewrite(program.text, options)
+    except ParseError as e:  # ast accepted it, libcst did not: still say which cell
+        cell, line = _where(program.line_table(), e.line)
+        raise CellParseError(e.message, cell, line, e.column) from e
     new_sources = program.split(result.text)
     if options.revert:
         new_sources = {i: _drop_import(src) for i, src in new_sources.items()}
