@@ -237,7 +237,7 @@ def is_forward(node: cst.CSTNode, modules: Modules) -> bool:
     return visitor.found
 
 
-def find_modules(module: cst.Module) -> Modules:
+def find_modules(calls: list[cst.Call], fors: list[cst.For]) -> Modules:
     """Trainable and frozen modules: frozen are those with ``X.requires_grad_(False)``,
     ``X.eval()`` and no ``X.train()`` anywhere, or ``for p in X.parameters(): p.requires_grad =
     False``."""
@@ -245,8 +245,9 @@ def find_modules(module: cst.Module) -> Modules:
     trains: set[str] = set()
     frozen: set[str] = set()
     seen: set[str] = set()
-    for call in m.findall(module, m.Call(func=m.Attribute())):
-        assert isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)
+    for call in calls:
+        if not isinstance(call.func, cst.Attribute):
+            continue
         owner = dotted(call.func.value)
         if owner is None:
             continue
@@ -259,8 +260,10 @@ def find_modules(module: cst.Module) -> Modules:
             trains.add(owner)
         elif attr == "requires_grad_" and call.args and _is_false(call.args[0].value):
             frozen.add(owner)
-    for loop in m.findall(module, m.For(iter=m.Call(func=m.Attribute(attr=m.Name("parameters"))))):
-        assert isinstance(loop, cst.For)
+    parameters = m.For(iter=m.Call(func=m.Attribute(attr=m.Name("parameters"))))
+    for loop in fors:
+        if not m.matches(loop, parameters):
+            continue
         assert isinstance(loop.iter, cst.Call) and isinstance(loop.iter.func, cst.Attribute)
         owner = dotted(loop.iter.func.value)
         body_sets_false = m.findall(

@@ -14,13 +14,13 @@ from libcst.metadata import (
     MetadataWrapper,
     ParentNodeProvider,
     PositionProvider,
-    QualifiedNameProvider,
     ScopeProvider,
 )
 
 from xgrad_rewrite.codemod import diagnostics as codes
 from xgrad_rewrite.codemod.api import Options
 from xgrad_rewrite.codemod.blocks import Block, Item, Navigator, Slot
+from xgrad_rewrite.codemod.collect import collect
 from xgrad_rewrite.codemod.dataflow import (
     callee_name,
     dotted,
@@ -89,15 +89,12 @@ class Finder:
     def __init__(self, module: cst.Module) -> None:
         self.wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
         self.module = module
-        self.positions = self.wrapper.resolve(PositionProvider)
-        self.nav = Navigator(self.wrapper.resolve(ParentNodeProvider))
-        self.ids = Identities(
-            module,
-            self.nav,
-            self.wrapper.resolve(ScopeProvider),
-            self.wrapper.resolve(QualifiedNameProvider),
-        )
-        self.modules = find_modules(module)
+        meta = self.wrapper.resolve_many([PositionProvider, ParentNodeProvider, ScopeProvider])
+        self.positions = meta[PositionProvider]
+        self.nav = Navigator(meta[ParentNodeProvider])
+        self.collected = collect(module)
+        self.ids = Identities(self.collected, self.nav, meta[ScopeProvider])
+        self.modules = find_modules(self.collected.calls, self.collected.fors)
 
     def code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node)
@@ -109,8 +106,9 @@ class Finder:
     # -- collection -------------------------------------------------------------------------
     def backwards(self) -> list[Backward]:
         found = []
-        for call in m.findall(self.module, m.Call(func=m.Attribute())):
-            assert isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)
+        for call in self.collected.calls:
+            if not isinstance(call.func, cst.Attribute):
+                continue
             if call.func.attr.value not in ("backward", "manual_backward"):
                 continue
             positional = [a for a in call.args if a.keyword is None]
@@ -124,8 +122,9 @@ class Finder:
 
     def steps(self) -> list[Step]:
         found = []
-        for call in m.findall(self.module, m.Call(func=m.Attribute(attr=m.Name("step")))):
-            assert isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)
+        for call in self.collected.calls:
+            if not isinstance(call.func, cst.Attribute) or call.func.attr.value != "step":
+                continue
             receiver = call.func.value
             args = [a for a in call.args if a.keyword is None]
             closure = next(
@@ -296,9 +295,10 @@ def _wrapper_plans(finder: Finder, plans: list[Plan], options: Options) -> list[
     restores before the wrapper's step."""
     patched = {p.optimizer for p in plans if p.patched}
     out = []
-    for expr in m.findall(finder.module, m.Expr(value=m.Call())):
-        assert isinstance(expr, cst.Expr) and isinstance(expr.value, cst.Call)
+    for expr in finder.collected.exprs:
         call = expr.value
+        if not isinstance(call, cst.Call):
+            continue
         if callee_name(call) in ("backward", "step", "manual_backward"):
             continue
         positional = [a.value for a in call.args if a.keyword is None]

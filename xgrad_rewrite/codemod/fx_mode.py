@@ -21,8 +21,9 @@ from xgrad_rewrite.codemod.known_optimizers import is_supported
 def find_fx(finder: Finder, options: Options) -> list[tuple[Plan, str]]:
     """(plan, model source) for each optimizer built from a model's parameters."""
     out: list[tuple[Plan, str]] = []
-    for assign in m.findall(finder.module, m.Assign(targets=[m.AssignTarget()], value=m.Call())):
-        assert isinstance(assign, cst.Assign) and isinstance(assign.value, cst.Call)
+    for assign in finder.collected.assigns:
+        if len(assign.targets) != 1 or not isinstance(assign.value, cst.Call):
+            continue
         target = assign.targets[0].target
         if dotted(target) is None or isinstance(target, cst.Subscript):
             continue

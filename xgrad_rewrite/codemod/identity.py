@@ -1,7 +1,7 @@
 """Is this expression an optimizer? Decided by data flow, never by its name (design.md).
 
 An expression is an *optimizer* when it was built from a ``torch.optim`` class (any import alias,
-resolved by libcst's QualifiedNameProvider), or the script uses it as one (passes it to an LR
+resolved through libcst's ScopeProvider), or the script uses it as one (passes it to an LR
 scheduler, reads its ``param_groups``, hands it to ``scaler.step``/``scaler.unscale_``). It is
 *not* one when it was built by something known to return something else (an LR scheduler, a
 ``GradScaler``, ``argparse``, ``gym.make``, an EMA helper). Anything else is *unknown*: a function
@@ -14,14 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import libcst as cst
-import libcst.matchers as m
-from libcst.metadata import Assignment, QualifiedName, Scope
+from libcst.metadata import Assignment, Scope
 
 from xgrad_rewrite.codemod import known_optimizers as known
 from xgrad_rewrite.codemod.blocks import Navigator
+from xgrad_rewrite.codemod.collect import Collected
 from xgrad_rewrite.codemod.dataflow import callee_name, dotted
 
 Kind = Literal["optimizer", "unknown", "not"]
@@ -46,15 +46,14 @@ class Identities:
 
     def __init__(
         self,
-        module: cst.Module,
+        collected: Collected,
         nav: Navigator,
         scopes: Mapping[cst.CSTNode, Scope | None],
-        qualified: Mapping[cst.CSTNode, set[QualifiedName]],
     ) -> None:
-        self.module = module
+        self.collected = collected
         self.nav = nav
+        self._self_assigns: dict[int, dict[str, list[cst.CSTNode]]] = {}
         self.scopes = scopes
-        self.qualified = qualified
         self.evidence: set[tuple[int, str]] = set()
         self._collect_evidence()
 
@@ -70,18 +69,17 @@ class Identities:
         return (id(owner), name)
 
     def qualified_names(self, node: cst.CSTNode) -> set[str]:
-        try:
-            return {q.name for q in self.qualified.get(node, set())}
-        except Exception:  # pragma: no cover - metadata missing for synthetic nodes
+        scope = _value(self.scopes.get(node))
+        if scope is None:
             return set()
+        return {q.name for q in scope.get_qualified_names_for(node)}
 
     def _collect_evidence(self) -> None:
         """Uses that only an optimizer has."""
-        for node in m.findall(self.module, m.Attribute(attr=m.Name("param_groups"))):
-            assert isinstance(node, cst.Attribute)
-            self._note(node.value)
-        for call in m.findall(self.module, m.Call()):
-            assert isinstance(call, cst.Call)
+        for node in self.collected.attributes:
+            if node.attr.value == "param_groups":
+                self._note(node.value)
+        for call in self.collected.calls:
             name = callee_name(call)
             if name == "unscale_" and call.args:
                 self._note(call.args[0].value)
@@ -151,16 +149,28 @@ class Identities:
             cls = self.nav.enclosing(node, (cst.ClassDef,))
             if cls is None:
                 return []
-            values = []
-            for assign in m.findall(cls, m.Assign()):
-                assert isinstance(assign, cst.Assign)
-                for target in assign.targets:
-                    values.extend(_values_for(target.target, assign.value, name))
-            return values
+            return self._class_assigns(cls).get(name, [])
         return []
 
+    def _class_assigns(self, cls: cst.CSTNode) -> dict[str, list[cst.CSTNode]]:
+        """``self.x = value`` assignments anywhere in a class, by ``self.x``."""
+        if id(cls) not in self._self_assigns:
+            table: dict[str, list[cst.CSTNode]] = {}
+            for assign in self.collected.assigns:
+                if self.nav.enclosing(assign, (cst.ClassDef,)) is not cls:
+                    continue
+                for target in assign.targets:
+                    for element in _flat_targets(target.target):
+                        name = dotted(element)
+                        if name and name.startswith("self.") and isinstance(element, cst.Attribute):
+                            table.setdefault(name, []).extend(
+                                _values_for(target.target, assign.value, name)
+                            )
+            self._self_assigns[id(cls)] = table
+        return self._self_assigns[id(cls)]
+
     def _name_values(self, node: cst.Name) -> list[cst.CSTNode]:
-        scope = self.scopes.get(node)
+        scope = _value(self.scopes.get(node))
         if scope is None:
             return []
         values: list[cst.CSTNode] = []
@@ -177,6 +187,17 @@ class Identities:
             elif isinstance(stmt, cst.AnnAssign) and stmt.value is not None:
                 values.extend(_values_for(stmt.target, stmt.value, node.value))
         return values
+
+
+def _value(meta: object) -> Any:
+    """A metadata value; some providers hand out lazy values to be called on first use."""
+    return meta() if callable(meta) and not isinstance(meta, Scope) else meta
+
+
+def _flat_targets(target: cst.CSTNode) -> list[cst.CSTNode]:
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [e.value for e in target.elements]
+    return [target]
 
 
 def _values_for(target: cst.CSTNode, value: cst.CSTNode, name: str) -> list[cst.CSTNode]:

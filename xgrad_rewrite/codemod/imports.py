@@ -6,6 +6,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from xgrad_rewrite.codemod.blocks import Item, Slot
+from xgrad_rewrite.codemod.collect import collect
 from xgrad_rewrite.codemod.revert import RUNTIME_MODULE, runtime_aliases
 
 ALIAS = "xgrad"
@@ -19,7 +20,7 @@ def choose_alias(module: cst.Module) -> tuple[str, bool]:
     existing = sorted(runtime_aliases(module))
     if existing:
         return existing[0], False
-    names = {n.value for n in m.findall(module, m.Name()) if isinstance(n, cst.Name)}
+    names = collect(module).names if ALIAS in module.code else set()
     if ALIAS not in names:
         return ALIAS, True
     alias, index = FALLBACK_ALIAS, 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+from dataclasses import replace
 
 import libcst as cst
 
@@ -18,6 +19,7 @@ from xgrad_rewrite.codemod.fx_mode import find_fx
 from xgrad_rewrite.codemod.imports import ALIAS, choose_alias, import_code, import_slot
 from xgrad_rewrite.codemod.patch import Insertion, apply
 from xgrad_rewrite.codemod.revert import revert
+from xgrad_rewrite.codemod.trainer_callback import CALLBACK, add_trainer_callbacks
 
 
 def format_s(s: float) -> str:
@@ -43,9 +45,17 @@ def rewrite(source: str, options: Options | None = None) -> Result:
     """``source`` with XGrad calls inserted (or removed, with ``options.revert``)."""
     options = options or Options()
     module, _ = revert(parse(source))
+    if CALLBACK in source:
+        module = add_trainer_callbacks(module, options.s, revert=True)[0]
     if options.revert:
         text = module.code
         return Result(text=text, changed=text != source)
+
+    diagnostics: list[Diagnostic] = []
+    if options.mode == "eager" and "Trainer" in source:
+        # Frameworks that own their loop (transformers/Lightning Trainer) get a callback.
+        module, trainer_diagnostics = add_trainer_callbacks(module, options.s, revert=False)
+        diagnostics.extend(trainer_diagnostics)
 
     alias, needs_import = choose_alias(module)
     finder = Finder(module)
@@ -77,16 +87,17 @@ def rewrite(source: str, options: Options | None = None) -> Result:
                 kinds[id(insertions[-1])] = kind
     insertions.sort(key=lambda i: 0 if kinds.get(id(i)) == "restore" else 1)
 
-    diagnostics: list[Diagnostic] = []
     if insertions and needs_import:
         slot, take_leading = import_slot(module)
         insertions.insert(0, Insertion(slot, import_code(alias), take_leading))
-        if alias != ALIAS:
-            message = f"the name `{ALIAS}` is already used in this file; imported as `{alias}`"
-            diagnostics.append(codes.diagnostic(codes.NAME_TAKEN, 1, 0, message))
 
     text = apply(module, insertions).code if insertions else module.code
     lines = _LineMap(finder, insertions)
+    diagnostics = [replace(d, line=lines.out(d.line)) for d in diagnostics]
+    if insertions and needs_import and alias != ALIAS:
+        line = lines.inserted(insertions[0].slot, insertions) or 1
+        message = f"the name `{ALIAS}` is already used in this file; imported as `{alias}`"
+        diagnostics.append(codes.diagnostic(codes.NAME_TAKEN, line, 0, message))
     for plan in plans:
         for note in plan.notes:
             line, column = finder.where(note.node)
