@@ -112,6 +112,45 @@ def test_check_diff_revert_and_s_round_trip(script):
     assert script.read_bytes() == original
 
 
+GAN = """\
+import torch
+import torch.nn as nn
+
+G = nn.Linear(4, 2)
+D = nn.Linear(2, 1)
+optimizer_G = torch.optim.Adam(G.parameters(), lr=2e-4)
+optimizer_D = torch.optim.Adam(D.parameters(), lr=2e-4)
+bce = nn.BCEWithLogitsLoss()
+
+for step in range(10):
+    real = torch.randn(8, 2)
+    z = torch.randn(8, 4)
+
+    optimizer_D.zero_grad()
+    loss_D = bce(D(real), torch.ones(8, 1)) + bce(D(G(z).detach()), torch.zeros(8, 1))
+    loss_D.backward()
+    optimizer_D.step()
+
+    optimizer_G.zero_grad()
+    loss_G = bce(D(G(z)), torch.ones(8, 1))
+    loss_G.backward()
+    optimizer_G.step()
+"""
+
+
+@needs_codemod
+def test_optimizer_option_limits_the_patch(tmp_path):
+    gan = tmp_path / "gan.py"
+    gan.write_text(GAN)
+    assert run("--optimizer", "optimizer_G", str(gan)).exit_code == 0
+    text = gan.read_text()
+    assert "xgrad.predict(optimizer_G, s=1)" in text and "xgrad.restore(optimizer_G)" in text
+    assert "optimizer_D, s=" not in text and "xgrad.restore(optimizer_D)" not in text
+    gan.write_text(GAN)
+    assert run(str(gan)).exit_code == 0  # both by default
+    assert "xgrad.restore(optimizer_D)" in gan.read_text()
+
+
 @needs_codemod
 def test_unpatchable_loop_is_a_warning_not_a_failure(tmp_path):
     lbfgs = tmp_path / "lbfgs.py"
