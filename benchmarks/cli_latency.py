@@ -52,8 +52,8 @@ def version(dist: str) -> str:
         return "not installed"
 
 
-def import_profile(cwd: pathlib.Path, env: dict[str, str], top: int = 8) -> list[str]:
-    """The modules with the largest cumulative import time in one ``--check`` run."""
+def import_profile(cwd: pathlib.Path, env: dict[str, str], top: int = 10) -> list[str]:
+    """The modules with the largest own (self) import time in one ``--check`` run."""
     code = "import sys; from xgrad_rewrite.cli import main; main()"
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code, "--check", "train.py"],
@@ -64,14 +64,14 @@ def import_profile(cwd: pathlib.Path, env: dict[str, str], top: int = 8) -> list
     )
     rows = []
     for line in proc.stderr.splitlines():
-        parts = line.split("|")
-        if len(parts) != 3 or not parts[1].strip().isdigit():
-            continue
-        name = parts[2][1:]  # importtime indents nested imports by two spaces per level
-        if not name.startswith(" "):
-            rows.append((int(parts[1]), name))
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[0].strip().isdigit():
+            rows.append((int(parts[0]), int(parts[1]), parts[2].strip()))
     rows.sort(reverse=True)
-    return [f"{us / 1000:7.1f} ms  {name}" for us, name in rows[:top]]
+    return [
+        f"{own / 1000:7.1f} ms self {cum / 1000:8.1f} ms cumulative  {name}"
+        for own, cum, name in rows[:top]
+    ]
 
 
 BREAKDOWN = """
@@ -172,7 +172,9 @@ def main() -> None:
         "Command: `.venv/bin/python benchmarks/cli_latency.py"
         + (f" --reps {args.reps}`" if args.reps != 10 else "`"),
         "",
-        f"- machine: {machine()}",
+        f"- machine: {machine()}; load average at the end "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (shared machine: absolute times are "
+        "inflated, the alternating runs keep the comparison fair)",
         f"- Python {platform.python_version()}; xgrad-rewrite {version('xgrad-rewrite')}, "
         f"libcst {version('libcst')}, click {version('click')}, black {version('black')}; "
         f"torch {version('torch')} installed (never imported by the CLI)",
@@ -188,7 +190,7 @@ def main() -> None:
         f"- import the codemod (libcst, libcst.matchers): {parts[1] * 1000:.0f} ms",
         f"- one `rewrite()` of the script (parse, metadata, find, patch): {parts[2] * 1000:.0f} ms",
         "",
-        "Largest cumulative imports of one `xgrad-rewrite --check` run (`python -X importtime`):",
+        "Slowest imports (own time) of one `xgrad-rewrite --check` run (`python -X importtime`):",
         "",
         "```",
         *profile,
