@@ -328,17 +328,25 @@ def test_restore_is_bit_exact_property(values, grads, s, lr, dtype, cls):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("cls", [optim.Adam, optim.SGD, optim.RMSprop])
-def test_cuda_matches_cpu(cls):
-    opt_c, params_c = stepped(cls, lr=0.01)
+@pytest.mark.parametrize(
+    ("cls", "kwargs"),
+    [
+        (optim.Adam, {}),
+        (optim.AdamW, {"fused": True}),
+        (optim.SGD, {"momentum": 0.9}),
+        (optim.RMSprop, {"momentum": 0.9}),
+    ],
+)
+def test_cuda_matches_cpu(cls, kwargs):
+    opt_c, params_c = stepped(cls, lr=0.01, **{k: v for k, v in kwargs.items() if k != "fused"})
     params_g = [p.detach().cuda().requires_grad_() for p in params_c]
-    opt_g = cls(params_g, lr=0.01)
+    opt_g = cls(params_g, lr=0.01, **kwargs)
     opt_g.load_state_dict(opt_c.state_dict())
-    if cls is optim.RMSprop:  # g_t is only known after a step taken with the hook on
-        pytest.skip("RMSprop needs a step after the first predict; covered on CPU")
+    theta = snapshot(params_g)
     with xg.predicted(opt_c, 2), xg.predicted(opt_g, 2):
         for a, b in zip(params_c, params_g, strict=True):
             torch.testing.assert_close(a.detach(), b.detach().cpu())
+    assert same(params_g, theta)
 
 
 def test_failing_rule_leaves_nothing_predicted():
