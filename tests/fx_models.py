@@ -105,6 +105,7 @@ Record = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
 
 
 def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
