@@ -47,6 +47,7 @@ def _pre(module, args):  # type: ignore[no-untyped-def]
         state["records"].append(
             {
                 "module": type(module).__name__,
+                "fx": type(module.__dict__.get("forward")).__name__ == "PredictiveForward",
                 "grad": torch.is_grad_enabled(),
                 "owned": bool(owners),
                 "stepped": any(len(o.state) > 0 for o in owners),

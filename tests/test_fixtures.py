@@ -50,6 +50,11 @@ RUNNABLE: dict[str, bool] = {
 }
 
 
+# --mode fx fixtures: run for real; the model's forward must be the FX path's, with no eager calls.
+# Value: the model's class (torch.fx tracing itself calls the leaf modules once, unpredicted).
+FX_RUNNABLE = {"fx_mode_cnn": "Sequential", "fx_mode_mlp": "MLP"}
+
+
 def read(path: Path) -> tuple[str, str]:
     raw = path.read_bytes()
     encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
@@ -131,7 +136,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """Every runnable patched fixture (and one unpatched control), run once in one process."""
     pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("runs") / "runs.json"
-    scripts = [str(FIXTURES / f"{n}.out.py") for n in RUNNABLE]
+    scripts = [str(FIXTURES / f"{n}.out.py") for n in (*RUNNABLE, *FX_RUNNABLE)]
     scripts.append(str(FIXTURES / "plain_adam_regression.in.py"))
     harness = ROOT / "tests" / "fixture_harness.py"
     subprocess.run(
@@ -163,3 +168,13 @@ def test_unpatched_control_never_predicts(runs: dict[str, dict]) -> None:
     assert run["error"] is None
     assert run["predict_calls"] == 0
     assert not any(r["predicted"] for r in run["records"])
+
+
+@pytest.mark.parametrize("name", sorted(FX_RUNNABLE))
+def test_fx_patched_fixture_trains_through_the_fx_path(name: str, runs: dict[str, dict]) -> None:
+    run = runs[f"{name}.out.py"]
+    assert run["error"] is None, run["error"]
+    assert run["predict_calls"] == 0
+    model = [r for r in run["records"] if r["module"] == FX_RUNNABLE[name]]
+    training = [r for r in model if r["grad"]]
+    assert training and all(r["fx"] for r in training)
