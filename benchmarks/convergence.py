@@ -305,15 +305,22 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
-def report(ctx: dict, jobs: list[Job], tasks: list[Task], diffs: dict[str, str]) -> str:
+def report(ctx: dict, jobs: list[Job], tasks: list[Task]) -> str:
+    seeds = ", ".join(f"{t.name} {ctx['seeds'][t.name]}" for t in tasks)
+    patch = (
+        "the `xgrad-rewrite` CLI (`--s 1`)"
+        if ctx["patch"] == "cli"
+        else "fallback (two calls inserted by text; the codemod was not available)"
+    )
+    load = f"; load average at the end {ctx['load']} (shared machine)" if "load" in ctx else ""
     lines = [
         "# Convergence: base optimizer vs XGrad-S1..S4 on CPU",
         "",
         f"- command: `{ctx['command']}`",
         f"- machine: {ctx['machine']}; torch {ctx['torch']}, Python {platform.python_version()}",
         f"- date: {ctx['date']}; total wall time {ctx['wall_min']:.1f} min, "
-        f"{ctx['parallel']} processes in parallel, 1 torch thread each",
-        f"- seeds: {ctx['seeds']}; patched by: {ctx['patch']}",
+        f"{ctx['parallel']} processes in parallel, 1 torch thread each{load}",
+        f"- seeds: {seeds}; patched by: {patch}",
         "- every variant is the same patched copy of the plain script in "
         "`benchmarks/convergence_scripts/`, run with `XGRAD_S` = s (0 = the base optimizer)",
         "",
@@ -344,7 +351,8 @@ def report(ctx: dict, jobs: list[Job], tasks: list[Task], diffs: dict[str, str])
         ]
     lines += ["", "## The patch the variants ran with", ""]
     for task in tasks:
-        lines += [f"`{task.script}`:", "", "```diff", diffs[task.name].rstrip(), "```", ""]
+        diff = ctx["diffs"][task.name].rstrip()
+        lines += [f"`{task.script}`:", "", "```diff", diff, "```", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -371,6 +379,11 @@ def int_list(text: str) -> list[int]:
     show_default=True,
     help="cli: the xgrad-rewrite command; fallback: insert the two calls by text.",
 )
+@click.option(
+    "--from-json",
+    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    help="Do not train: rebuild the tables and plots from a saved convergence.json.",
+)
 @click.option("--quick", is_flag=True, help="Smoke run: 1 seed, 1 epoch, SGDM+Adam, s in {0,1}.")
 @click.option(
     "--out",
@@ -386,10 +399,13 @@ def main(
     lstm_seeds: str,
     parallel: int,
     patch: str,
+    from_json: pathlib.Path | None,
     quick: bool,
     out: pathlib.Path,
 ) -> None:
     """Train base vs XGrad-S1..S4 for each optimizer and seed; write tables and plots."""
+    if from_json is not None:
+        return rerender(from_json, out)
     chosen = [TASKS[t] for t in tasks.split(",") if t]
     names = [o for o in optimizers.split(",") if o]
     unknown = set(names) - set(OPTIMIZERS)
@@ -423,28 +439,58 @@ def main(
         "torch": importlib.metadata.version("torch"),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "wall_min": (time.perf_counter() - started) / 60,
+        "load": "{:.1f}, {:.1f}, {:.1f}".format(*os.getloadavg()),
         "parallel": parallel,
-        "seeds": ", ".join(f"{t.name} {seeds[t.name]}" for t in chosen),
-        "patch": "the `xgrad-rewrite` CLI (`--s 1`)"
-        if patch == "cli"
-        else "fallback (two calls inserted by text; the codemod was not available)",
+        "seeds": seeds,
+        "patch": patch,
+        "diffs": diffs,
     }
-    for task in chosen:
-        plot(task, jobs, out / f"convergence_{task.name}.png")
-    (out / "convergence.md").write_text(report(ctx, jobs, chosen, diffs), "utf-8")
-    raw = {
-        "context": ctx,
-        "runs": [
-            {"task": j.task.name, "optimizer": j.optimizer, "s": j.s, "status": j.status,
-             "wall_s": j.wall_s, "epochs": j.epochs}
-            for j in jobs
-        ],
-    }  # fmt: skip
-    (out / "convergence.json").write_text(json.dumps(raw, indent=1) + "\n", "utf-8")
+    write_outputs(ctx, jobs, chosen, out)
     failed = [j for j in jobs if j.status != "ok"]
     click.echo(f"wrote {out / 'convergence.md'} ({len(jobs) - len(failed)}/{len(jobs)} runs ok)")
     if failed:
         sys.exit(1)
+
+
+def write_outputs(ctx: dict, jobs: list[Job], chosen: list[Task], out: pathlib.Path) -> None:
+    for task in chosen:
+        plot(task, jobs, out / f"convergence_{task.name}.png")
+    (out / "convergence.md").write_text(report(ctx, jobs, chosen), "utf-8")
+    raw = {
+        "context": ctx,
+        "runs": [
+            {"task": j.task.name, "optimizer": j.optimizer, "s": j.s, "status": j.status,
+             "wall_s": j.wall_s, "command": j.command, "epochs": j.epochs}
+            for j in jobs
+        ],
+    }  # fmt: skip
+    (out / "convergence.json").write_text(json.dumps(raw, indent=1) + "\n", "utf-8")
+
+
+def rerender(path: pathlib.Path, out: pathlib.Path) -> None:
+    """Rebuild the tables and plots from a saved ``convergence.json`` without training again."""
+    raw = json.loads(path.read_text("utf-8"))
+    ctx = raw["context"]
+    chosen = [task for name, task in TASKS.items() if any(r["task"] == name for r in raw["runs"])]
+    if isinstance(ctx["seeds"], str):  # written before seeds/patch/diffs were stored as data
+        ctx["seeds"] = dict(part.split(" ", 1) for part in ctx["seeds"].split(", "))
+        ctx["patch"] = "cli" if "CLI" in ctx["patch"] else "fallback"
+    if "diffs" not in ctx:
+        with tempfile.TemporaryDirectory(prefix="xgrad-convergence-") as tmp:
+            ctx["diffs"] = prepare(chosen, pathlib.Path(tmp), ctx["patch"])
+    jobs = []
+    for r in raw["runs"]:
+        task = TASKS[r["task"]]
+        command = r.get("command") or [
+            "python", task.script, *task.args, "--seeds", ctx["seeds"][task.name],
+            "--optimizer", r["optimizer"],
+        ]  # fmt: skip
+        jobs.append(
+            Job(task, r["optimizer"], r["s"], command, r["epochs"], r["status"], r["wall_s"])
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    write_outputs(ctx, jobs, chosen, out)
+    click.echo(f"rewrote {out / 'convergence.md'} from {path}")
 
 
 def _planned_epochs(job: Job) -> int:
