@@ -1,9 +1,10 @@
 """The pre-commit hook, run by the real ``pre-commit`` against this repository.
 
-Slow but run: pre-commit builds a fresh virtualenv for the hook and installs this package with
-its PyPI dependencies (libcst, click) into it (about 20 s per hook revision on the team machine,
-needs PyPI). ``PRE_COMMIT_HOME`` is one temporary directory for the whole test session, so each
-revision's environment is built once.
+Slow but run (about 1 to 2 minutes in all; needs PyPI): pre-commit builds a fresh virtualenv
+for the hook and installs this package with its PyPI dependencies (libcst, click) into it, 20-30 s
+each time on the team machine. ``try-repo`` always installs into a throw-away store of its own
+(pre-commit's design), so each of its runs pays that; ``pre-commit run`` uses ``PRE_COMMIT_HOME``,
+one temporary directory for the whole test session, so its environment is built once.
 
 ``try-repo`` on a checkout with uncommitted changes to tracked files tests a temporary commit of
 that working tree (pre-commit's documented behaviour); the ``args: [--check]`` test goes through
