@@ -265,3 +265,35 @@ def test_generated_loops_round_trip(source: str, s: float) -> None:
     forward = next(i for i, line in enumerate(lines) if "out = model(x)" in line)
     assert predict == forward - 1
     assert lines[predict].startswith(" " * 12)
+
+
+def test_hand_written_predicted_block_is_left_alone() -> None:
+    source = src(
+        """
+        import torch
+        import xgrad_rewrite.runtime as xgrad
+
+        for x, y in loader:
+            optimizer.zero_grad()
+            with xgrad.predicted(optimizer, s=2):
+                loss = model(x, y)
+                loss.backward()
+            optimizer.step()
+        """
+    )
+    result = rewrite(source)
+    assert result.text == source and not result.changed
+    assert rewrite(source, Options(revert=True)).text == source
+
+
+def test_no_forward_found_is_reported() -> None:
+    source = src(
+        """
+        def step(loss, optimizer):
+            loss.backward()
+            optimizer.step()
+        """
+    )
+    result = rewrite(source)
+    assert result.text == source
+    assert [(d.code, d.line) for d in result.diagnostics] == [("XG105", 2)]

@@ -205,6 +205,8 @@ def find(finder: Finder, options: Options) -> list[Plan]:
         function = finder.nav.enclosing(backward.call, (cst.FunctionDef,))
         if isinstance(function, cst.FunctionDef) and function.name.value in closure_names:
             continue  # reported once, at its closure step
+        if _hand_predicted(finder, backward.call):
+            continue  # the user placed `with xgrad.predicted(optimizer):` themselves
         step = finder.pair(backward, steps)
         if step is None:
             message = "no optimizer step after this backward in the same function; not patched"
@@ -225,6 +227,17 @@ def find(finder: Finder, options: Options) -> list[Plan]:
     plans.extend(_wrapper_plans(finder, plans, options))
     plans.sort(key=lambda p: (finder.where(p.step), finder.where(p.backward)))
     return plans
+
+
+def _hand_predicted(finder: Finder, node: cst.CSTNode) -> bool:
+    """Inside ``with <runtime>.predicted(...):``, written by hand."""
+    for ancestor in finder.nav.ancestors(node):
+        if isinstance(ancestor, cst.With) and any(
+            isinstance(i.item, cst.Call) and callee_name(i.item) == "predicted"
+            for i in ancestor.items
+        ):
+            return True
+    return False
 
 
 def _closure_has_backward(finder: Finder, step: Step) -> bool:
