@@ -8,6 +8,7 @@ only when needed, so a hook run on one file starts fast, and torch is never impo
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -93,6 +94,9 @@ def main(
 
     if not paths:
         raise click.UsageError("no PATH given (use - to read from stdin)")
+    missing = [p for p in paths if p != "-" and not os.path.exists(p)]
+    if missing:
+        raise click.BadParameter(f"{missing[0]!r} does not exist", param_hint="PATH")
     pyproject = config.find_pyproject(paths)
     if pyproject is not None:
         try:
@@ -132,9 +136,6 @@ def main(
         revert=revert,
         mode=mode,  # type: ignore[arg-type]  # click.Choice checked it
     )
-    missing = [p for p in paths if p != "-" and not _exists(p)]
-    if missing:
-        raise click.BadParameter(f"{missing[0]!r} does not exist", param_hint="PATH")
     jobs_list = [
         runner.Job(path, options, write=not (check or diff), diff=diff, verbose=verbose)
         for path in files.discover(paths, pattern)
@@ -147,12 +148,6 @@ def main(
     if not quiet:
         click.echo(str(report), err=True)
     ctx.exit(report.return_code)
-
-
-def _exists(path: str) -> bool:
-    import os
-
-    return os.path.exists(path)
 
 
 def _run(jobs_list: list[Job], jobs: int) -> Iterator[Outcome]:
