@@ -144,3 +144,83 @@ def adam_on(m: Tensor, v: Tensor, group: dict, t: float) -> Tensor:
     """Adam's m̂/(√v̂ + ε) (Table I) on given moments (bitsandbytes: dequantised ones)."""
     b1, b2 = group["betas"][:2]
     return (_d(m) / (1 - b1**t)) / ((_d(v) / (1 - b2**t)).sqrt() + group["eps"])
+
+
+# --- timm.optim (timm 1.0 docs and the papers: NAdamW = Dozat's Nesterov Adam with decoupled
+# decay, LaProp (Ziyin et al. 2020), Adan (Xie et al. 2022), LAMB (You et al. 2019), AdamP
+# (Heo et al. 2021)); Δθ is the update step t applied, decoupled decay dropped ---------------
+
+
+def _cautious(u: Tensor, g: Tensor) -> Tensor:
+    mask = (u * g > 0).double()
+    return u * mask / mask.mean().clamp(min=1e-3)
+
+
+def timm_nadamw(st: dict, group: dict, theta: Tensor, g: Tensor) -> Tensor:
+    b1, b2 = group["betas"]
+    t = float(st["step"])
+    u = b1 * _d(st["exp_avg"]) + (1 - b1) * g
+    den = (_d(st["exp_avg_sq"]) / (1 - b2**t)).sqrt() + group["eps"]
+    if group.get("clipping_threshold") is not None:
+        rms = (g / den).pow(2).mean().sqrt().item()
+        den = den * max(1.0, rms / group["clipping_threshold"])
+    if group["caution"]:
+        u = _cautious(u, g)
+    return u / (1 - b1**t) / den
+
+
+def timm_laprop(st: dict, group: dict, theta: Tensor, g: Tensor) -> Tensor:
+    m = _d(st["exp_avg"])
+    if group["caution"]:
+        m = _cautious(m, g)
+    return m / float(st["exp_avg_lr_1"])
+
+
+def timm_adan(st: dict, group: dict, theta: Tensor, g: Tensor) -> Tensor:
+    b1, b2, b3 = group["betas"]
+    t = float(group["step"])
+    m = _d(st["exp_avg"])
+    if group["caution"]:
+        m = _cautious(m, g)
+    den = (_d(st["exp_avg_sq"]) / (1 - b3**t)).sqrt() + group["eps"]
+    return (m / (1 - b1**t) + b2 * _d(st["exp_avg_diff"]) / (1 - b2**t)) / den
+
+
+def timm_lamb(st: dict, group: dict, theta: Tensor, g: Tensor) -> Tensor:
+    b1, b2 = group["betas"]
+    t = float(group["step"])
+    bc1, bc2 = (1 - b1**t, 1 - b2**t) if group["bias_correction"] else (1.0, 1.0)
+    u = (_d(st["exp_avg"]) / bc1) / ((_d(st["exp_avg_sq"]) / bc2).sqrt() + group["eps"])
+    if group["caution"]:
+        u = _cautious(u, g)
+    wd = group["weight_decay"]
+    if wd and not group["decoupled_decay"]:
+        u = u + wd * theta.double()
+    if wd or group["always_adapt"]:
+        w_norm, u_norm = theta.double().norm().item(), u.norm().item()
+        ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+        u = u * (min(ratio, 1.0) if group["trust_clip"] else ratio)
+    return u
+
+
+def timm_adamp(st: dict, group: dict, theta: Tensor, g: Tensor) -> Tensor:
+    """AdamP: Adam's step with its radial component removed where θ looks scale-invariant."""
+    b1, b2 = group["betas"]
+    t = float(st["step"])
+    eps = group["eps"]
+    den = (_d(st["exp_avg_sq"]) / (1 - b2**t)).sqrt() + eps
+    m = _d(st["exp_avg"])
+    perturb = (b1 * m + (1 - b1) * g) / den if group["nesterov"] else m / den
+    p = theta.double()
+    if p.dim() > 1:
+        for rows in (p.shape[0], 1):  # per output channel, then the whole layer
+            pv, gv = p.reshape(rows, -1), g.reshape(rows, -1)
+            cos = (pv * gv).sum(1).abs() / (
+                pv.norm(dim=1).clamp(min=eps) * gv.norm(dim=1).clamp(min=eps)
+            )
+            if cos.max() < group["delta"] / math.sqrt(pv.shape[1]):
+                unit = pv / (pv.norm(dim=1, keepdim=True) + eps)
+                qv = perturb.reshape(rows, -1)
+                perturb = (qv - unit * (unit * qv).sum(1, keepdim=True)).reshape(p.shape)
+                break
+    return perturb / (1 - b1**t)

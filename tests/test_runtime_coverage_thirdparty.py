@@ -196,3 +196,51 @@ def test_bitsandbytes_adam(name, steps):
     # 80×80 ≥ bitsandbytes' min_8bit_size: 8-bit state; the small ones keep 32-bit state
     shapes = [(80, 80), (5,), (4, 4), (2, 2)]
     run_case(lambda gs: cls(gs), _bnb_reference, groups, shapes, steps, 2, torch.float32)
+
+
+TIMM_CASES = [
+    (
+        "NAdamW",
+        ref.timm_nadamw,
+        [
+            dict(lr=1e-3),
+            dict(
+                lr=3e-3,
+                betas=(0.8, 0.99),
+                maximize=True,
+                caution=True,
+                clipping_threshold=0.5,
+                weight_decay=0.1,
+            ),
+        ],
+    ),
+    (
+        "LaProp",
+        ref.timm_laprop,
+        [dict(lr=1e-3), dict(lr=3e-3, betas=(0.8, 0.99), caution=True, weight_decay=0.1)],
+    ),
+    (
+        "Adan",
+        ref.timm_adan,
+        [
+            dict(lr=1e-3),
+            dict(lr=3e-3, betas=(0.9, 0.9, 0.95), no_prox=True, caution=True, weight_decay=0.1),
+        ],
+    ),
+    (
+        "Lamb",
+        ref.timm_lamb,
+        [dict(lr=1e-3), dict(lr=3e-3, weight_decay=0.1, trust_clip=True, caution=True)],
+    ),
+    ("AdamP", ref.timm_adamp, [dict(lr=1e-3), dict(lr=3e-3, nesterov=True, delta=2.0)]),
+]
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+@pytest.mark.parametrize(
+    ("name", "reference", "groups"), TIMM_CASES, ids=[c[0] for c in TIMM_CASES]
+)
+def test_timm_optimizers(name, reference, groups, steps):
+    timm_optim = pytest.importorskip("timm.optim")
+    cls = getattr(timm_optim, name)
+    run_case(lambda gs: cls(gs), reference, groups, SHAPES, steps, 2, torch.float32)

@@ -4,6 +4,7 @@ Nothing here imports those packages at import time: the registry calls `register
 the first time it looks up a rule for an optimizer whose class comes from one of `PACKAGES`
 (so the package is loaded already), and this module then registers the classes it finds.
 
+- timm.optim's NAdamW, LaProp, Adan, Lamb, AdamP: see `timm_optim.py`.
 - Lion (`lion_pytorch.Lion`, its foreach variant, `timm.optim.Lion`): step t+1 moves θ by
   sign(β1·m + (1−β1)·g) (Chen et al. 2023, Alg. 2); with the cached g_t (maximize sign included)
   and m_t (`exp_avg`) this is the next update with g_{t+1} = g_t. timm's `caution` mask
@@ -29,12 +30,13 @@ import torch
 from torch import Tensor
 
 from xgrad_rewrite.runtime.registry import register
+from xgrad_rewrite.runtime.rules import timm_optim
 from xgrad_rewrite.runtime.rules.base import Batch, Delta, Rule, adam_delta, scalar, steps
 
 # What `rule_for`'s TypeError lists as supported when the package is installed.
 SUPPORTED = (
     "lion_pytorch.Lion",
-    "timm.optim.Lion",
+    "timm.optim.{Lion,NAdamW,LaProp,Adan,Lamb,AdamP}",
     "transformers.optimization.Adafactor",
     "bitsandbytes.optim.{Adam,AdamW}{,8bit,32bit} and Paged{Adam,AdamW}{,8bit,32bit}",
 )
@@ -146,7 +148,14 @@ _TABLE: dict[str, list[tuple[str, tuple[str, ...], Rule]]] = {
         ("lion_pytorch.lion_pytorch", ("Lion",), LION),
         ("lion_pytorch.foreach", ("Lion",), LION),
     ],
-    "timm": [("timm.optim", ("Lion",), LION)],
+    "timm": [
+        ("timm.optim", ("Lion",), LION),
+        ("timm.optim", ("NAdamW",), timm_optim.NADAMW),
+        ("timm.optim", ("LaProp",), timm_optim.LAPROP),
+        ("timm.optim", ("Adan",), timm_optim.ADAN),
+        ("timm.optim", ("Lamb",), timm_optim.LAMB),
+        ("timm.optim", ("AdamP",), timm_optim.ADAMP),
+    ],
     "transformers": [("transformers.optimization", ("Adafactor",), HF_ADAFACTOR)],
     "bitsandbytes": [("bitsandbytes.optim", _bnb_names(), BNB_ADAM)],
 }
