@@ -59,10 +59,25 @@ def fake_rewrite(source: str, options: Options | None = None) -> Result:
                     n += 1
                 if not out[n - 1].strip().startswith("xgrad.restore("):
                     out.insert(n, f"{indent}xgrad.restore({opt}){nl}")
-                steps.append(StepReport(opt, b + 1, n + 1, f + 1, n + 1))
+                steps.append(opt)
                 break
     if steps and IMPORT + nl not in out:
         top = next(k for k, ln in enumerate(out + [""]) if not ln.startswith("#"))
         out.insert(top, IMPORT + nl)
     text = "".join(out)
-    return Result(text, text != source, tuple(diagnostics), tuple(steps))
+
+    def line_of(opt: str, code: str) -> int:  # 1-based line in the output, like the codemod
+        start = next(k for k, ln in enumerate(out) if ln.strip() == f"{opt}.step()")
+        return next(k for k in range(start, -1, -1) if out[k].strip().startswith(code)) + 1
+
+    reports = tuple(
+        StepReport(
+            opt,
+            line_of(opt, "loss.backward()"),
+            line_of(opt, f"{opt}.step()"),
+            line_of(opt, f"xgrad.predict({opt},"),
+            line_of(opt, f"xgrad.restore({opt})"),
+        )
+        for opt in steps
+    )
+    return Result(text, text != source, tuple(diagnostics), reports)

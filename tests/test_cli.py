@@ -320,8 +320,8 @@ def test_verbose_reports_steps_and_unchanged_files(fake, tmp_path, script):
     result = run("-v", str(tmp_path))
     assert result.exit_code == 0
     assert (
-        f"{script}: step of 'optimizer': backward at line 13, step at line 15; "
-        "predict at line 12, restore at line 15"
+        f"{script}: step of 'optimizer': backward at line 15, step at line 17; "
+        "predict at line 13, restore at line 16"
     ) in result.stderr
     assert f"{tmp_path / 'other.py'} left unchanged" in result.stderr
     assert "1 file patched, 1 file left unchanged" in result.stderr

@@ -187,6 +187,16 @@ def test_unsorted_keys_and_ascii_escapes_are_kept(fake):
     assert rewrite_notebook(result.text, Options(revert=True)).text == text
 
 
+def test_verbose_lines_follow_the_moved_import(fake):
+    text = nb("%matplotlib inline", SETUP, LOOP)  # the codemod puts the import into cell 2
+    result = rewrite_notebook(text, Options())
+    new = json.loads(result.text)["cells"]
+    for step in result.steps:
+        for line in (step.predict_line, step.restore_line):
+            cell, n = result.where_new(line)
+            assert "xgrad." in "".join(new[cell - 1]["source"]).splitlines()[n - 1]
+
+
 def test_a_step_split_across_cells(fake):
     text = nb(
         SETUP,

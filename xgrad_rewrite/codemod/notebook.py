@@ -114,9 +114,10 @@ def rewrite_notebook(text: str, options: Options | None = None) -> NotebookResul
     new_sources = program.split(result.text)
     if options.revert:
         new_sources = {i: _drop_import(src) for i, src in new_sources.items()}
-        cells_after, originals = cells, sources
+        cells_after, originals, new_table = cells, sources, program.new_line_table
     else:
-        cells_after, new_sources, originals = _place_import(cells, sources, new_sources)
+        cells_after, new_sources, originals, move = _place_import(cells, sources, new_sources)
+        new_table = _moved(program.new_line_table, *move)
 
     new_cells = []
     changes = []
@@ -136,7 +137,7 @@ def rewrite_notebook(text: str, options: Options | None = None) -> NotebookResul
         diagnostics=result.diagnostics,
         steps=result.steps,
         old_lines=program.line_table(),
-        new_lines=program.new_line_table,
+        new_lines=new_table,
     )
     if not changes and len(new_cells) == len(cells):
         return base
@@ -187,19 +188,30 @@ def _drop_import(src: str) -> str:
     return text
 
 
+_Move = tuple[tuple[int, int] | None, tuple[int, int] | None, int | None]
+
+
 def _place_import(
     cells: list[dict[str, Any]], sources: dict[int, str], new_sources: dict[int, str]
-) -> tuple[list[dict[str, Any]], dict[int, str], dict[int, str]]:
+) -> tuple[list[dict[str, Any]], dict[int, str], dict[int, str], _Move]:
     """Move the runtime import from where the codemod put it (the top of the joined program)
     to where a notebook reader expects it: where it was before, else after the first
     ``import torch``, else a new code cell in front of the first code cell.
 
-    Returns the cells, their new sources and their original sources ("" for a new cell).
+    Returns the cells, their new sources, their original sources ("" for a new cell) and the
+    move for :func:`_moved`: (cell index, line) removed, (cell index, line) inserted, index of
+    a new cell.
     """
-    found = [ln for s in new_sources.values() for ln in s.splitlines() if _RUNTIME_IMPORT.match(ln)]
+    found = [
+        (i, n + 1, ln)
+        for i, s in new_sources.items()
+        for n, ln in enumerate(s.splitlines())
+        if _RUNTIME_IMPORT.match(ln)
+    ]
     if not found:
-        return cells, new_sources, sources
-    line = found[0].rstrip()
+        return cells, new_sources, sources, (None, None, None)
+    removed = found[0][:2]
+    line = found[0][2].rstrip()
     placed = {i: _drop_import(s) for i, s in new_sources.items()}
     before = next(
         (
@@ -215,11 +227,13 @@ def _place_import(
         previous = sources[i].splitlines()[n - 1] if n else None
         lines = placed[i].splitlines()
         at = lines.index(previous) + 1 if previous in lines else 0
-        return cells, {**placed, i: _insert_line(placed[i], at, line)}, sources
+        move = (removed, (i, at + 1), None)
+        return cells, {**placed, i: _insert_line(placed[i], at, line)}, sources, move
     for i, src in placed.items():
         end = _torch_import_end(src)
         if end is not None:
-            return cells, {**placed, i: _insert_line(src, end, line)}, sources
+            move = (removed, (i, end + 1), None)
+            return cells, {**placed, i: _insert_line(src, end, line)}, sources, move
     first = min(placed)
     new_cell: dict[str, Any] = {"cell_type": "code", "execution_count": None}
     if any("id" in c for c in cells):
@@ -228,7 +242,34 @@ def _place_import(
     shift = {(j + 1 if j >= first else j): s for j, s in placed.items()}
     originals = {(j + 1 if j >= first else j): s for j, s in sources.items()}
     shift[first], originals[first] = line, ""
-    return [*cells[:first], new_cell, *cells[first:]], shift, originals
+    move = (removed, (first, 1), first)
+    return [*cells[:first], new_cell, *cells[first:]], shift, originals, move
+
+
+def _moved(
+    table: tuple[tuple[int, int], ...],
+    removed: tuple[int, int] | None,
+    inserted: tuple[int, int] | None,
+    new_cell: int | None,
+) -> tuple[tuple[int, int], ...]:
+    """``table`` (program line -> 1-based cell, line) after :func:`_place_import`'s move, so
+    ``-v`` names the lines of the notebook as written."""
+    if removed is None or inserted is None:
+        return table
+    out = []
+    for cell, line in table:
+        index = cell - 1
+        if (index, line) == removed:
+            out.append((inserted[0] + 1, inserted[1]))
+            continue
+        if index == removed[0] and line > removed[1]:
+            line -= 1
+        if new_cell is not None and index >= new_cell:
+            index += 1
+        if index == inserted[0] and line >= inserted[1]:
+            line += 1
+        out.append((index + 1, line))
+    return tuple(out)
 
 
 def _insert_line(src: str, at: int, line: str) -> str:
