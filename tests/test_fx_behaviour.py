@@ -256,3 +256,23 @@ def test_remove_and_wrap_again():
     twin.load_state_dict(model.state_dict())
     x, _ = batches("cnn", 1)[0]
     assert torch.equal(model(x), twin(x))
+
+
+def test_copies_and_pickles_are_plain_models():
+    """An EMA or best-so-far copy is not the optimizer's: it runs the model's own forward."""
+    import io
+
+    model, _ = trained_cnn()
+    x, _ = batches("cnn", 1)[0]
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    for twin in (copy.deepcopy(model), torch.load(buffer, weights_only=False)):
+        plain = CNN()
+        plain.load_state_dict(model.state_dict())
+        assert torch.equal(twin(x), plain(x))
+        assert all(p is not q for p, q in zip(twin.parameters(), model.parameters(), strict=True))
+        opt = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+        xfx.predictive(twin, opt)  # and a copy can be made predictive for its own optimizer
+        F.cross_entropy(twin(x), torch.zeros(6, dtype=torch.long)).backward()
+        opt.step()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 import weakref
 from typing import Any
 
@@ -56,6 +57,16 @@ class PredictiveForward:
             self._update_coefficients()
             return self.graph_module(*args, **kwargs)
         return self._eager(self._model, *args, **kwargs)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        """A copy of the model (an EMA, a best-so-far snapshot) is a plain model: its own forward.
+
+        The copy is not the optimizer's, so nothing would refresh its prediction.
+        """
+        return _own_forward(memo.get(id(self._model), self._model))
+
+    def __reduce__(self) -> tuple[Any, tuple[nn.Module]]:
+        return _own_forward, (self._model,)  # torch.save(model): the same, when loaded
 
     def __repr__(self) -> str:
         return (
@@ -127,6 +138,19 @@ class PredictiveForward:
             del self._model.__dict__["forward"]
 
 
+def _own_forward(model: nn.Module) -> Any:
+    """The model class's forward, bound: what a copy of a predictive model runs."""
+    return types.MethodType(type(model).forward, model)
+
+
+def _is_own_forward(model: nn.Module, forward: Any) -> bool:
+    return (
+        isinstance(forward, types.MethodType)
+        and forward.__self__ is model
+        and forward.__func__ is type(model).forward
+    )
+
+
 def _refresh(ref: weakref.ref[PredictiveForward]) -> None:
     forward = ref()
     if forward is not None:
@@ -158,6 +182,8 @@ def _target(model: nn.Module) -> nn.Module:
     own = model.__dict__.get("forward")
     if isinstance(own, PredictiveForward):
         own.remove()  # wrapping again (a re-run notebook cell) replaces the old prediction
+    elif _is_own_forward(model, own):  # a copy of a predictive model
+        del model.__dict__["forward"]
     elif own is not None:
         raise UntraceableModelError(
             f"{type(model).__name__} has an instance-level `forward` ({own!r}) set by another "
