@@ -64,7 +64,7 @@ def items_of(block: Block) -> list[Item]:
 
 class Navigator:
     """Answers "which item holds this node" and "which block holds this item" from the
-    ParentNodeProvider metadata."""
+    parent map of :mod:`.collect`."""
 
     def __init__(self, parents: Mapping[cst.CSTNode, cst.CSTNode]) -> None:
         self.parents = parents

@@ -10,7 +10,11 @@ import libcst as cst
 
 
 class Collected(cst.CSTVisitor):
+    """Also records each node's parent (what ParentNodeProvider gives, without another walk)."""
+
     def __init__(self) -> None:
+        self.parents: dict[cst.CSTNode, cst.CSTNode] = {}
+        self._stack: list[cst.CSTNode] = []
         self.calls: list[cst.Call] = []
         self.attributes: list[cst.Attribute] = []
         self.fors: list[cst.For] = []
@@ -18,6 +22,16 @@ class Collected(cst.CSTVisitor):
         self.assigns: list[cst.Assign] = []
         self.functions: list[cst.FunctionDef] = []
         self.names: set[str] = set()
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if self._stack:
+            self.parents[node] = self._stack[-1]
+        self._stack.append(node)
+        return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        super().on_leave(original_node)
+        self._stack.pop()
 
     def visit_Call(self, node: cst.Call) -> None:
         self.calls.append(node)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import libcst as cst
-import libcst.matchers as m
 
 from xgrad_rewrite.codemod.blocks import Block, Item, Navigator, items_of
 
@@ -260,20 +259,35 @@ def find_modules(calls: list[cst.Call], fors: list[cst.For]) -> Modules:
             trains.add(owner)
         elif attr == "requires_grad_" and call.args and _is_false(call.args[0].value):
             frozen.add(owner)
-    parameters = m.For(iter=m.Call(func=m.Attribute(attr=m.Name("parameters"))))
     for loop in fors:
-        if not m.matches(loop, parameters):
+        it = loop.iter
+        if not (
+            isinstance(it, cst.Call)
+            and isinstance(it.func, cst.Attribute)
+            and it.func.attr.value == "parameters"
+        ):
             continue
-        assert isinstance(loop.iter, cst.Call) and isinstance(loop.iter.func, cst.Attribute)
-        owner = dotted(loop.iter.func.value)
-        body_sets_false = m.findall(
-            loop.body,
-            m.Assign(targets=[m.AssignTarget(m.Attribute(attr=m.Name("requires_grad")))]),
-        )
-        if owner is not None and any(_is_false(a.value) for a in body_sets_false):  # type: ignore[attr-defined]
+        owner = dotted(it.func.value)
+        if owner is not None and any(_sets_requires_grad_false(i.node) for i in _all_items(loop)):
             frozen.add(owner)
     frozen |= evals - trains
     return Modules(frozenset(seen - frozen), frozenset(frozen))
+
+
+def _all_items(loop: cst.For) -> list[Item]:
+    body = loop.body
+    return items_of(body) if isinstance(body, (cst.IndentedBlock, cst.SimpleStatementSuite)) else []
+
+
+def _sets_requires_grad_false(node: cst.CSTNode) -> bool:
+    return (
+        isinstance(node, cst.Assign)
+        and any(
+            isinstance(t.target, cst.Attribute) and t.target.attr.value == "requires_grad"
+            for t in node.targets
+        )
+        and _is_false(node.value)
+    )
 
 
 def _is_false(node: cst.BaseExpression) -> bool:

@@ -9,10 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import libcst as cst
-import libcst.matchers as m
 from libcst.metadata import (
     MetadataWrapper,
-    ParentNodeProvider,
     PositionProvider,
     ScopeProvider,
 )
@@ -89,10 +87,10 @@ class Finder:
     def __init__(self, module: cst.Module) -> None:
         self.wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
         self.module = module
-        meta = self.wrapper.resolve_many([PositionProvider, ParentNodeProvider, ScopeProvider])
+        meta = self.wrapper.resolve_many([PositionProvider, ScopeProvider])
         self.positions = meta[PositionProvider]
-        self.nav = Navigator(meta[ParentNodeProvider])
         self.collected = collect(module)
+        self.nav = Navigator(self.collected.parents)
         self.ids = Identities(self.collected, self.nav, meta[ScopeProvider])
         self.modules = find_modules(self.collected.calls, self.collected.fors)
 
@@ -158,8 +156,7 @@ class Finder:
         owner = self.nav.scope_owner(call)
         return any(
             f.name.value == arg.value and self.nav.scope_owner(f) is owner
-            for f in m.findall(owner, m.FunctionDef())
-            if isinstance(f, cst.FunctionDef)
+            for f in self.collected.functions
         )
 
     # -- pairing ----------------------------------------------------------------------------
@@ -244,9 +241,12 @@ def _closure_has_backward(finder: Finder, step: Step) -> bool:
     if not isinstance(step.closure, cst.Name):
         return isinstance(step.closure, cst.Lambda)
     owner = finder.nav.scope_owner(step.call)
-    for f in m.findall(owner, m.FunctionDef(name=m.Name(step.closure.value))):
-        if m.findall(f, m.Call(func=m.Attribute(attr=m.Name("backward")))):
-            return True
+    for f in finder.collected.functions:
+        if f.name.value != step.closure.value or finder.nav.scope_owner(f) is not owner:
+            continue
+        for backward in finder.backwards():
+            if f in finder.nav.ancestors(backward.call):
+                return True
     return False
 
 

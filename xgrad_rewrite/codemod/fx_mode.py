@@ -8,11 +8,11 @@ first point where both exist): ``<model> = xgrad.fx.predictive(<model>, <optimiz
 from __future__ import annotations
 
 import libcst as cst
-import libcst.matchers as m
 
 from xgrad_rewrite.codemod import diagnostics as codes
 from xgrad_rewrite.codemod.api import Options
 from xgrad_rewrite.codemod.blocks import Slot
+from xgrad_rewrite.codemod.collect import collect
 from xgrad_rewrite.codemod.dataflow import callee_name, dotted
 from xgrad_rewrite.codemod.find import Finder, Note, Plan
 from xgrad_rewrite.codemod.known_optimizers import is_supported
@@ -82,11 +82,12 @@ def _model_of(call: cst.Call) -> str | None:
     """``model`` in ``torch.optim.X(model.parameters(), ...)`` / ``model.configure_optimizers``."""
     if callee_name(call) == "configure_optimizers" and isinstance(call.func, cst.Attribute):
         return dotted(call.func.value)
-    for inner in m.findall(
-        call, m.Call(func=m.Attribute(attr=m.Name("parameters") | m.Name("named_parameters")))
-    ):
-        assert isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute)
-        name = dotted(inner.func.value)
-        if name is not None:
-            return name
+    for inner in collect(call).calls:
+        if isinstance(inner.func, cst.Attribute) and inner.func.attr.value in (
+            "parameters",
+            "named_parameters",
+        ):
+            name = dotted(inner.func.value)
+            if name is not None:
+                return name
     return None

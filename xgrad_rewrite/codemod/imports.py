@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import libcst as cst
-import libcst.matchers as m
 
 from xgrad_rewrite.codemod.blocks import Item, Slot
-from xgrad_rewrite.codemod.collect import collect
 from xgrad_rewrite.codemod.revert import RUNTIME_MODULE, runtime_aliases
 
 ALIAS = "xgrad"
 FALLBACK_ALIAS = "xgrad_runtime"
 
 
-def choose_alias(module: cst.Module) -> tuple[str, bool]:
-    """(alias, import needed). Reuses an existing ``import xgrad_rewrite.runtime as A``; else
-    ``xgrad``, or ``xgrad_runtime`` (then ``xgrad_runtime_2``...) when the file already uses the
-    name ``xgrad`` for something else."""
+def choose_alias(module: cst.Module, names: set[str]) -> tuple[str, bool]:
+    """(alias, import needed), given every name the module uses. Reuses an existing
+    ``import xgrad_rewrite.runtime as A``; else ``xgrad``, or ``xgrad_runtime`` (then
+    ``xgrad_runtime_2``...) when the file already uses the name ``xgrad`` for something else."""
     existing = sorted(runtime_aliases(module))
     if existing:
         return existing[0], False
-    names = collect(module).names if ALIAS in module.code else set()
     if ALIAS not in names:
         return ALIAS, True
     alias, index = FALLBACK_ALIAS, 2
@@ -60,13 +57,19 @@ def import_slot(module: cst.Module) -> tuple[Slot, bool]:
 
 
 def _is_docstring(statement: cst.BaseStatement) -> bool:
-    return m.matches(
-        statement,
-        m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString() | m.ConcatenatedString())]),
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and len(statement.body) == 1
+        and isinstance(statement.body[0], cst.Expr)
+        and isinstance(statement.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
     )
 
 
 def _is_future(statement: cst.BaseStatement) -> bool:
-    return m.matches(
-        statement, m.SimpleStatementLine(body=[m.ImportFrom(module=m.Name("__future__"))])
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and len(statement.body) == 1
+        and isinstance(statement.body[0], cst.ImportFrom)
+        and isinstance(statement.body[0].module, cst.Name)
+        and statement.body[0].module.value == "__future__"
     )

@@ -9,7 +9,8 @@ The import goes too unless something else in the file still uses the alias.
 from __future__ import annotations
 
 import libcst as cst
-import libcst.matchers as m
+
+from xgrad_rewrite.codemod.collect import collect
 
 RUNTIME_MODULE = "xgrad_rewrite.runtime"
 
@@ -35,33 +36,36 @@ def import_alias(statement: cst.CSTNode) -> str | None:
 
 def is_inserted(node: cst.CSTNode, aliases: set[str]) -> bool:
     """Whether a small statement is one of the calls the codemod writes."""
-    if isinstance(node, cst.Expr):
-        for alias in aliases:
-            predict = m.Call(
-                func=m.Attribute(value=m.Name(alias), attr=m.Name("predict")),
-                args=[m.Arg(keyword=None), m.Arg(keyword=m.Name("s"))],
-            )
-            restore = m.Call(
-                func=m.Attribute(value=m.Name(alias), attr=m.Name("restore")),
-                args=[m.Arg(keyword=None)],
-            )
-            if m.matches(node.value, predict | restore):
-                return True
+    if isinstance(node, cst.Expr) and isinstance(node.value, cst.Call):
+        call = node.value
+        owner = _method_of(call.func, aliases)
+        keywords = [a.keyword.value if a.keyword else None for a in call.args]
+        return (owner == "predict" and keywords == [None, "s"]) or (
+            owner == "restore" and keywords == [None]
+        )
     if isinstance(node, cst.Assign) and len(node.targets) == 1:
-        for alias in aliases:
-            fx = m.Call(
-                func=m.Attribute(
-                    value=m.Attribute(value=m.Name(alias), attr=m.Name("fx")),
-                    attr=m.Name("predictive"),
-                ),
-                args=[m.Arg(keyword=None), m.Arg(keyword=None), m.Arg(keyword=m.Name("s"))],
-            )
-            if m.matches(node.value, fx):
-                assert isinstance(node.value, cst.Call)
-                code = cst.Module([]).code_for_node
-                if code(node.targets[0].target) == code(node.value.args[0].value):
-                    return True
+        call = node.value
+        if not isinstance(call, cst.Call) or not isinstance(call.func, cst.Attribute):
+            return False
+        if call.func.attr.value != "predictive" or _method_of(call.func.value, aliases) != "fx":
+            return False
+        keywords = [a.keyword.value if a.keyword else None for a in call.args]
+        code = cst.Module([]).code_for_node
+        return keywords == [None, None, "s"] and code(node.targets[0].target) == code(
+            call.args[0].value
+        )
     return False
+
+
+def _method_of(func: cst.BaseExpression, aliases: set[str]) -> str | None:
+    """``predict`` for ``xgrad.predict`` when ``xgrad`` is one of ``aliases``."""
+    if (
+        isinstance(func, cst.Attribute)
+        and isinstance(func.value, cst.Name)
+        and func.value.value in aliases
+    ):
+        return func.attr.value
+    return None
 
 
 class _Remover(cst.CSTTransformer):
@@ -133,11 +137,10 @@ def revert(module: cst.Module) -> tuple[cst.Module, int]:
     calls = _Remover(aliases, drop_import=False)
     module = module.visit(calls)
     still_used = {
-        n.value
+        name
         for statement in module.body
         if import_alias(statement) is None
-        for n in m.findall(statement, m.Name())
-        if isinstance(n, cst.Name) and n.value in aliases
+        for name in collect(statement).names & aliases
     }
     imports = _Remover(aliases - still_used, drop_import=True)
     module = module.visit(imports) if imports.aliases else module

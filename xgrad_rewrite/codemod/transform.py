@@ -19,7 +19,6 @@ from xgrad_rewrite.codemod.fx_mode import find_fx
 from xgrad_rewrite.codemod.imports import ALIAS, choose_alias, import_code, import_slot
 from xgrad_rewrite.codemod.patch import Insertion, apply
 from xgrad_rewrite.codemod.revert import revert
-from xgrad_rewrite.codemod.trainer_callback import CALLBACK, add_trainer_callbacks
 
 
 def format_s(s: float) -> str:
@@ -45,7 +44,9 @@ def rewrite(source: str, options: Options | None = None) -> Result:
     """``source`` with XGrad calls inserted (or removed, with ``options.revert``)."""
     options = options or Options()
     module, _ = revert(parse(source))
-    if CALLBACK in source:
+    if "XGradCallback" in source:
+        from xgrad_rewrite.codemod.trainer_callback import add_trainer_callbacks
+
         module = add_trainer_callbacks(module, options.s, revert=True)[0]
     if options.revert:
         text = module.code
@@ -53,12 +54,15 @@ def rewrite(source: str, options: Options | None = None) -> Result:
 
     diagnostics: list[Diagnostic] = []
     if options.mode == "eager" and "Trainer" in source:
-        # Frameworks that own their loop (transformers/Lightning Trainer) get a callback.
+        # Frameworks that own their loop (transformers/Lightning Trainer) get a callback; imported
+        # only here because it needs libcst.matchers, whose import alone takes about a second.
+        from xgrad_rewrite.codemod.trainer_callback import add_trainer_callbacks
+
         module, trainer_diagnostics = add_trainer_callbacks(module, options.s, revert=False)
         diagnostics.extend(trainer_diagnostics)
 
-    alias, needs_import = choose_alias(module)
     finder = Finder(module)
+    alias, needs_import = choose_alias(module, finder.collected.names)
     s = format_s(options.s)
     insertions: list[Insertion] = []
     plans: list[Plan] = []
