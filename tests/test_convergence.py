@@ -87,3 +87,58 @@ def test_quick_run_end_to_end_with_the_real_cli(tmp_path):
     # Same seed and data on one thread: only XGRAD_S reaching the runtime can change the result.
     assert final["lstm", "adam", 0]["valid_ppl"] != final["lstm", "adam", 1]["valid_ppl"]
     assert final["digits", "sgdm", 0]["train_loss"] != final["digits", "sgdm", 1]["train_loss"]
+
+
+def test_report_verdicts_from_saved_runs(tmp_path):
+    """--from-json: better/worse only beyond two standard errors; lower perplexity is better."""
+    finals = {  # s -> final metric per seed
+        "digits": {0: [96.0, 96.5, 97.0], 1: [98.0, 98.2, 98.4], 2: [96.2, 96.9, 96.4]},
+        "lstm": {0: [7.0, 7.1, 7.2], 1: [6.5, 6.6, 6.55], 2: [7.6, 7.7, 7.65]},
+    }
+    metric = {"digits": "test_acc", "lstm": "valid_ppl"}
+    runs = []
+    for task, by_s in finals.items():
+        for s, values in by_s.items():
+            epochs = [
+                {
+                    "seed": seed,
+                    "epoch": e,
+                    metric[task]: value - 2 + e,
+                    "epoch_s": 1 + s / 10,
+                }
+                for seed, value in enumerate(values)
+                for e in (1, 2)
+            ]
+            runs.append({"task": task, "optimizer": "adam", "s": s, "status": "ok", "wall_s": 1.0,
+                         "epochs": epochs})  # fmt: skip
+    context = {
+        "command": "python benchmarks/convergence.py", "machine": "test box, 2 cores",
+        "torch": "2.x", "date": "today", "wall_min": 1.0, "parallel": 2,
+        "seeds": {"digits": "0,1,2", "lstm": "0,1,2"}, "patch": "cli",
+        "diffs": {"digits": "+xgrad.predict(optimizer, s=1)", "lstm": "+xgrad.restore(optimizer)"},
+    }  # fmt: skip
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps({"context": context, "runs": runs}))
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "convergence.py"), "--from-json", str(saved)]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = (out / "convergence.md").read_text()
+    digits, lstm = report.split("## CNN on")[1].split("## char-level")[:2]
+    rows = {}
+    for name, section in (("digits", digits), ("lstm", lstm)):
+        for line in section.splitlines():
+            if line.startswith("| Adam |"):
+                rows[f"{line.split('|')[2].strip()}/{name}"] = line
+    assert "| better |" in rows["XGrad-S1/digits"] and "| +1.70 |" in rows["XGrad-S1/digits"]
+    assert "| within noise |" in rows["XGrad-S2/digits"]
+    assert "| better |" in rows["XGrad-S1/lstm"]  # perplexity went down
+    assert "| worse |" in rows["XGrad-S2/lstm"]
+    assert "| 1.10 |" in rows["XGrad-S1/lstm"]  # epoch time ratio to the base run
+    assert "- Adam: better: S1; worse: S2." in report
+    assert "- Adam: better: S1; within noise: S2." in report
+    assert (out / "convergence_digits.png").exists() and (out / "convergence_lstm.png").exists()
