@@ -9,6 +9,7 @@ turns a Delta into plain Δθ tensors for `directions` (the FX path).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,11 +43,27 @@ def _theta(params: list[Tensor], record: Record) -> list[Tensor]:
     return [saved.get(id(p), p) for p in params]
 
 
+def _dtensor_type() -> type | None:
+    """DTensor if this process already imported it (FSDP2, tensor parallel), else None."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return getattr(module, "DTensor", None)
+
+
+def _local(t: Any, dtensor: type | None) -> Any:
+    """A DTensor's local shard, which in-place ops write through; anything else unchanged.
+
+    DTensor has no sharding rule for `_foreach_copy_`, and Δθ is element-wise, so the engine
+    works on the shards each rank owns.
+    """
+    return t._local_tensor if dtensor is not None and isinstance(t, dtensor) else t
+
+
 def compute(
     optimizer: torch.optim.Optimizer, rule: Rule, record: Record
 ) -> Iterator[tuple[Batch, Delta, float | Tensor]]:
     """Δθ for every parameter that has state (and a cached gradient where the rule needs one)."""
     state = optimizer.state
+    dtensor = _dtensor_type()
     for group in optimizer.param_groups:
         needs_grad = rule.needs_grad(group)
         by_key: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
@@ -58,11 +75,16 @@ def compute(
                 continue
             by_key.setdefault((p.device, p.dtype), []).append(p)
         for params in by_key.values():
+            states = [state.get(p, {}) for p in params]
+            grads = [record.grads[p] for p in params] if needs_grad else None
+            if dtensor is not None and isinstance(params[0], dtensor):
+                states = [{k: _local(v, dtensor) for k, v in st.items()} for st in states]
+                params = [_local(p, dtensor) for p in params]
             batch = Batch(
                 params=params,
-                states=[state.get(p, {}) for p in params],
+                states=states,
                 group=group,
-                grads=[record.grads[p] for p in params] if needs_grad else None,
+                grads=grads,
                 theta=_theta(params, record),
             )
             lr = group["lr"]  # None: the optimizer sets its own step (Δθ holds it), coef = s
@@ -73,17 +95,20 @@ def _per_tensor(x: float | list[float], n: int) -> list[float]:
     return list(x) if isinstance(x, list) else [x] * n
 
 
-def _like(store: dict[Tensor, Tensor], params: list[Tensor]) -> list[Tensor]:
+def _like(
+    store: dict[Tensor, Tensor], params: list[Tensor], likes: list[Tensor] | None = None
+) -> list[Tensor]:
     """One buffer per param from `store`, (re)allocated only when missing or of another layout.
 
     Reusing them keeps a stash copy from costing an allocation (and, on CPU, page faults) each
     step; the price is that the stash memory (1x the predicted params) stays between steps.
     """
     out = []
-    for p in params:
+    for p, like in zip(params, params if likes is None else likes, strict=True):
         buf = store.get(p)
-        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
-            buf = store[p] = torch.empty_like(p, memory_format=torch.preserve_format)
+        layout = (like.shape, like.dtype, like.device)
+        if buf is None or (buf.shape, buf.dtype, buf.device) != layout:
+            buf = store[p] = torch.empty_like(like, memory_format=torch.preserve_format)
         out.append(buf)
     return out
 
@@ -139,10 +164,13 @@ def cache_grads(optimizer: torch.optim.Optimizer, rule: Rule, record: Record) ->
         params = [p for p in group["params"] if p.grad is not None and not p.grad.is_sparse]
         if not params:
             continue
-        cached = _like(record.grads, params)
-        torch._foreach_copy_(cached, [p.grad for p in params])
+        dtensor = _dtensor_type()
+        grads = [_local(p.grad, dtensor) for p in params]
+        cached = _like(record.grads, params, grads)  # keyed by param, shaped like its shard
+        torch._foreach_copy_(cached, grads)
         if group.get("maximize", False):
             torch._foreach_neg_(cached)
         weight_decay = group.get("weight_decay", 0.0)
         if weight_decay and not (rule.decoupled_decay or group.get("decoupled_weight_decay")):
-            torch._foreach_add_(cached, params, alpha=float(weight_decay))
+            theta = [_local(p, dtensor) for p in params]
+            torch._foreach_add_(cached, theta, alpha=float(weight_decay))
