@@ -290,6 +290,7 @@ def test_cli_diff_per_cell_revert_and_errors(fake, tmp_path):
     assert f"--- a{path}:cell 2\n+++ b{path}:cell 2\n" in diff.stdout
     assert f"--- a{path}:cell 4\n+++ b{path}:cell 4\n" in diff.stdout
     assert "+    xgrad.restore(optimizer)" in diff.stdout
+    assert "No newline at end of file" not in diff.stdout  # cells end without one by convention
     assert path.read_text(encoding="utf-8") == text
     verbose = CliRunner().invoke(main, ["-v", str(path)])
     assert verbose.exit_code == 0

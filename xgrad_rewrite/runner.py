@@ -132,14 +132,18 @@ def _notebook(job: Job, text: str, out: Outcome) -> str:
     if job.diff:
         out.diff = "".join(
             unified_diff(
-                change.old,
-                change.new,
+                _terminated(change.old),  # a cell's last line has no newline by convention
+                _terminated(change.new),
                 _name("a", f"{job.path}:cell {change.cell}"),
                 _name("b", f"{job.path}:cell {change.cell}"),
             )
             for change in result.cells
         )
     return result.text
+
+
+def _terminated(text: str) -> str:
+    return text + "\n" if text and not text.endswith(("\n", "\r")) else text
 
 
 def _name(side: str, path: str) -> str:
