@@ -112,6 +112,17 @@ def test_golden_notebook(name):
 
 
 @needs_codemod
+def test_new_import_cell_with_the_real_codemod():
+    text = nb("%run setup.py", "from helpers import model, optimizer, data", LOOP)
+    result = rewrite_notebook(text, Options())
+    cells = json.loads(result.text)["cells"]
+    assert cells[1]["id"] == IMPORT_CELL_ID and cells[1]["source"] == [IMPORT_LINE]
+    assert "xgrad.restore(optimizer)" in "".join(cells[4]["source"])
+    assert not rewrite_notebook(result.text, Options()).changed
+    assert rewrite_notebook(result.text, Options(revert=True)).text == text
+
+
+@needs_codemod
 def test_golden_notebooks_through_the_cli(tmp_path):
     for name in NAMES:
         (tmp_path / f"{name}.ipynb").write_bytes((FIXTURES / f"{name}.in.ipynb").read_bytes())
@@ -197,6 +208,16 @@ def test_verbose_lines_follow_the_moved_import(fake):
             assert "xgrad." in "".join(new[cell - 1]["source"]).splitlines()[n - 1]
 
 
+def test_an_import_already_in_place_stays_there(fake):
+    setup = f"import torch\n\nx = 1\n\n{IMPORT_LINE}\nmodel = torch.nn.Linear(2, 1)\n" + (
+        "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)"
+    )
+    text = nb(setup, "data = []", LOOP)
+    result = rewrite_notebook(text, Options())
+    assert code_sources(result.text)[0] == setup
+    assert not rewrite_notebook(result.text, Options()).changed
+
+
 def test_a_step_split_across_cells(fake):
     text = nb(
         SETUP,
@@ -223,6 +244,7 @@ def test_new_import_cell_when_no_cell_imports_torch(fake):
         assert cells[1]["source"] == [IMPORT_LINE] and cells[1]["outputs"] == []
         assert cells[1].get("id") == (IMPORT_CELL_ID if minor >= 5 else None)
         assert [c.cell for c in result.cells] == [2, 4]
+        assert not rewrite_notebook(result.text, Options()).changed
         assert rewrite_notebook(result.text, Options(revert=True)).text == text
 
 

@@ -224,9 +224,13 @@ def _place_import(
     )
     if before is not None:  # keep it where the notebook had it
         i, n = before
-        previous = sources[i].splitlines()[n - 1] if n else None
-        lines = placed[i].splitlines()
-        at = lines.index(previous) + 1 if previous in lines else 0
+        old_lines = sources[i].splitlines()
+        at = 0
+        if n:  # after the same occurrence of the same line as before
+            previous = old_lines[n - 1]
+            nth = old_lines[:n].count(previous)
+            hits = [k for k, ln in enumerate(placed[i].splitlines()) if ln == previous]
+            at = hits[nth - 1] + 1 if len(hits) >= nth else 0
         move = (removed, (i, at + 1), None)
         return cells, {**placed, i: _insert_line(placed[i], at, line)}, sources, move
     for i, src in placed.items():
@@ -275,7 +279,9 @@ def _moved(
 def _insert_line(src: str, at: int, line: str) -> str:
     """``src`` with ``line`` inserted before its line number ``at`` (0-based)."""
     lines = src.splitlines(keepends=True)
-    newline = "\r\n" if src.endswith("\r\n") or "\r\n" in src else "\n"
+    newline = "\r\n" if "\r\n" in src else "\n"
+    if not lines:
+        return line  # a cell of its own, its last line unterminated like Jupyter writes it
     if at >= len(lines):
         if lines and not lines[-1].endswith(("\n", "\r")):
             lines[-1] += newline
