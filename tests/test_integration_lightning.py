@@ -185,3 +185,42 @@ def test_pytorch_lightning_package():
     trainer.fit(module, torch.utils.data.DataLoader(data(), batch_size=4))
     assert module.flags == [True, True, True]
     assert not xgrad.is_predicted(trainer.optimizers[0])
+
+
+def test_gradscaler_skipped_step_leaves_theta_t():
+    """fp16 with a GradScaler: a step skipped for an inf gradient never calls optimizer.step()
+    (so the runtime's pre-hook never fires); the callback's own restore still leaves θt."""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    class Poisoned(Regression):
+        def __init__(self) -> None:
+            super().__init__("adam")
+            self.after: list[list[torch.Tensor]] = []
+
+        def on_after_backward(self) -> None:  # before the scaler's unscale_ looks for infs
+            if len(self.after) == 3:
+                next(self.net.parameters()).grad.view(-1)[0] = float("inf")
+
+        def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+            self.after.append([p.detach().clone() for p in self.net.parameters()])
+
+    module = Poisoned()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    precision = MixedPrecision("16-mixed", "cpu", scaler=scaler)
+    trainer = L.Trainer(
+        max_steps=5,
+        accelerator="cpu",
+        plugins=[precision],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[XGradCallback(s=2)],
+    )
+    trainer.fit(module, torch.utils.data.DataLoader(data(), batch_size=4))
+    assert scaler.get_scale() == 2.0**7, "exactly the poisoned step was skipped"
+    unchanged = [
+        all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+        for before, after in zip(module.after, module.after[1:], strict=False)
+    ]
+    assert unchanged == [False, False, True, False]
