@@ -11,6 +11,8 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import xgrad_rewrite.codemod
 from xgrad_rewrite.cli import main
@@ -325,3 +327,53 @@ def test_cli_diff_per_cell_revert_and_errors(fake, tmp_path):
     bad = CliRunner().invoke(main, [str(path)])
     assert bad.exit_code == 123
     assert f"{path}:cell 3:1:6: error:" in bad.stderr
+
+
+SCRIPT = """\
+import torch
+import torch.nn as nn
+torch.manual_seed(0)
+model = nn.Linear(3, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+x = torch.randn(16, 3)
+y = x.sum(dim=1, keepdim=True)
+optimizer.zero_grad()
+pred = model(x)
+loss = ((pred - y) ** 2).mean()
+loss.backward()
+optimizer.step()
+for epoch in range(3):
+    optimizer.zero_grad()
+    loss = ((model(x) - y) ** 2).mean()
+    loss.backward()
+    optimizer.step()
+print(loss.item())
+"""
+
+
+@needs_codemod
+@settings(max_examples=8, deadline=None)
+@given(st.sets(st.integers(min_value=1, max_value=13)))
+def test_any_split_into_cells_patches_like_the_script(cuts):
+    """Cutting a script into cells at top-level statements changes nothing but the cells:
+    joined back, the patched cells are the patched script (up to where the import sits), and
+    no cell ends with an inserted call (each belongs to the statement after it)."""
+    lines = SCRIPT.splitlines(keepends=True)
+    bounds = [0, *sorted(c for c in cuts if not lines[c].startswith(" ")), len(lines)]
+    cells = [
+        "".join(lines[a:b]).removesuffix("\n")
+        for a, b in zip(bounds, bounds[1:], strict=False)
+        if b > a
+    ]
+    result = rewrite_notebook(nb(*cells), Options(s=2))
+    new_cells = code_sources(result.text)
+    assert len(new_cells) == len(cells)
+    for cell in new_cells:
+        assert not cell.rstrip().splitlines()[-1].lstrip().startswith("xgrad.")
+    expected = xgrad_rewrite.codemod.rewrite(SCRIPT, Options(s=2)).text
+
+    def without_import(text: str) -> list[str]:
+        return [ln for ln in text.splitlines() if ln != IMPORT_LINE]
+
+    assert without_import("\n".join(new_cells)) == without_import(expected)
+    assert IMPORT_LINE in new_cells[0]
