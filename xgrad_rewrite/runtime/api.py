@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from xgrad_rewrite.runtime import engine
+from xgrad_rewrite.runtime import engine, fused
 from xgrad_rewrite.runtime.registry import rule_for, unwrap
 
 _RECORDS: weakref.WeakKeyDictionary[torch.optim.Optimizer, engine.Record] = (
@@ -88,10 +88,11 @@ def predict(optimizer: Any, s: float = 1.0) -> None:
         record.grads.clear()
         record.buffers.clear()
         return
+    compute_rule, apply = fused.backend(rule)  # XGRAD_IMPL: foreach, fused or auto
     record.stash = []
     try:
-        for batch, delta, lr in engine.compute(opt, rule, record):
-            engine.apply(batch, delta, float(lr) * s, record)
+        for batch, delta, lr in engine.compute(opt, compute_rule, record):
+            apply(batch, delta, float(lr) * s, record)
     except BaseException:  # a rule that fails half-way leaves no parameter predicted
         engine.restore(record)
         raise
