@@ -276,3 +276,31 @@ def test_copies_and_pickles_are_plain_models():
         xfx.predictive(twin, opt)  # and a copy can be made predictive for its own optimizer
         F.cross_entropy(twin(x), torch.zeros(6, dtype=torch.long)).backward()
         opt.step()
+
+
+def test_transformer_encoder_layers_are_predicted():
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(20, 16)
+            layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.head = nn.Linear(16, 4)
+
+        def forward(self, x):
+            return self.head(self.encoder(self.embed(x)).mean(1))
+
+    torch.manual_seed(0)
+    eager = Encoder()
+    fx = copy.deepcopy(eager)
+    opt_e = torch.optim.AdamW(eager.parameters(), lr=1e-2)
+    opt_f = torch.optim.AdamW(fx.parameters(), lr=1e-2)
+    xfx.predictive(fx, opt_f, s=2)
+    code = fx.forward.graph_module.code
+    assert code.count("torch.addcmul") == len(list(fx.parameters()))
+    gen = torch.Generator().manual_seed(0)
+    data = [
+        (torch.randint(0, 20, (4, 7), generator=gen), torch.randint(0, 4, (4,), generator=gen))
+        for _ in range(3)
+    ]
+    assert_same(train_eager(eager, opt_e, data, 2), train_fx(fx, opt_f, data))

@@ -64,9 +64,13 @@ class ParameterTracer(fx.Tracer):
     def __init__(self, predicted: Collection[int]) -> None:
         super().__init__()
         self._predicted = predicted
+        self._holds: dict[int, bool] = {}  # by module id: every call asks, deep models repeat
 
     def _holds_predicted(self, m: nn.Module) -> bool:
-        return any(id(p) in self._predicted for p in m.parameters())
+        holds = self._holds.get(id(m))
+        if holds is None:
+            holds = self._holds[id(m)] = any(id(p) in self._predicted for p in m.parameters())
+        return holds
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if self._holds_predicted(m):
