@@ -297,3 +297,33 @@ def test_no_forward_found_is_reported() -> None:
     result = rewrite(source)
     assert result.text == source
     assert [(d.code, d.line) for d in result.diagnostics] == [("XG105", 2)]
+
+
+def test_runtime_imported_under_a_users_name_is_never_touched() -> None:
+    source = "import xgrad_rewrite.runtime as xg\n" + LOOP.replace(
+        "    optimizer.step()\n", "    xg.restore(optimizer)\n    optimizer.step()\n"
+    )
+    assert rewrite(source, Options(revert=True)).text == source
+    patched = rewrite(source).text
+    assert (
+        "    xgrad.predict(optimizer, s=1)\n" in patched
+        and "    xg.restore(optimizer)\n" in patched
+    )
+    assert rewrite(patched).text == patched
+    assert rewrite(patched, Options(revert=True)).text == source
+
+
+def test_a_call_this_run_would_not_insert_keeps_the_file_unchanged() -> None:
+    source = src(
+        """
+        import xgrad_rewrite.runtime as xgrad
+
+        def evaluate_on_current_weights(model, optimizer, batch):
+            xgrad.restore(optimizer)
+            return model(batch)
+        """
+    )
+    result = rewrite(source, Options(s=2))
+    assert result.text == source and not result.changed
+    assert [(d.code, d.line) for d in result.diagnostics] == [("XG109", 4)]
+    assert rewrite(source, Options(revert=True)).text != source  # --revert strips it, as asked

@@ -8,6 +8,8 @@ The import goes too unless something else in the file still uses the alias.
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from xgrad_rewrite.codemod.collect import collect
@@ -15,9 +17,18 @@ from xgrad_rewrite.codemod.collect import collect
 RUNTIME_MODULE = "xgrad_rewrite.runtime"
 
 
+OUR_ALIAS = re.compile(r"xgrad(_runtime(_\d+)?)?")
+
+
 def runtime_aliases(module: cst.Module) -> set[str]:
-    """Aliases bound by our import line at top level."""
-    return {a for stmt in module.body if (a := import_alias(stmt)) is not None}
+    """Aliases bound by our import line at top level, under a name the codemod would choose
+    (``xgrad``, ``xgrad_runtime``...): a script that imports the runtime as ``xg`` and calls
+    ``xg.restore(opt)`` itself is the user's code, never touched."""
+    return {
+        a
+        for stmt in module.body
+        if (a := import_alias(stmt)) is not None and OUR_ALIAS.fullmatch(a)
+    }
 
 
 def import_alias(statement: cst.CSTNode) -> str | None:
@@ -36,25 +47,33 @@ def import_alias(statement: cst.CSTNode) -> str | None:
 
 def is_inserted(node: cst.CSTNode, aliases: set[str]) -> bool:
     """Whether a small statement is one of the calls the codemod writes."""
+    return inserted_call(node, aliases) is not None
+
+
+def inserted_call(node: cst.CSTNode, aliases: set[str]) -> tuple[str, str] | None:
+    """(kind, optimizer source) of an inserted call: ``("predict", "optimizer")``, else None."""
+    code = cst.Module([]).code_for_node
     if isinstance(node, cst.Expr) and isinstance(node.value, cst.Call):
         call = node.value
         owner = _method_of(call.func, aliases)
         keywords = [a.keyword.value if a.keyword else None for a in call.args]
-        return (owner == "predict" and keywords == [None, "s"]) or (
+        if (owner == "predict" and keywords == [None, "s"]) or (
             owner == "restore" and keywords == [None]
-        )
+        ):
+            return owner, code(call.args[0].value)
+        return None
     if isinstance(node, cst.Assign) and len(node.targets) == 1:
         call = node.value
         if not isinstance(call, cst.Call) or not isinstance(call.func, cst.Attribute):
-            return False
+            return None
         if call.func.attr.value != "predictive" or _method_of(call.func.value, aliases) != "fx":
-            return False
+            return None
         keywords = [a.keyword.value if a.keyword else None for a in call.args]
-        code = cst.Module([]).code_for_node
-        return keywords == [None, None, "s"] and code(node.targets[0].target) == code(
+        if keywords == [None, None, "s"] and code(node.targets[0].target) == code(
             call.args[0].value
-        )
-    return False
+        ):
+            return "fx", code(call.args[1].value)
+    return None
 
 
 def _method_of(func: cst.BaseExpression, aliases: set[str]) -> str | None:
@@ -74,6 +93,7 @@ class _Remover(cst.CSTTransformer):
         self.aliases = aliases
         self.drop_import = drop_import
         self.removed = 0
+        self.calls: list[tuple[str, str]] = []
 
     def _drop(self, statement: cst.BaseStatement) -> bool:
         if self.drop_import and import_alias(statement) in self.aliases:
@@ -84,8 +104,13 @@ class _Remover(cst.CSTTransformer):
 
     def _keep_small(self, original, updated):  # type: ignore[no-untyped-def]
         kept = [s for s in updated.body if not is_inserted(s, self.aliases)]
-        if not kept or len(kept) == len(updated.body):
+        if len(kept) == len(updated.body):
             return updated
+        self.calls.extend(
+            c for s in updated.body if (c := inserted_call(s, self.aliases)) is not None
+        )
+        if not kept:
+            return updated  # the whole line goes, in the block
         self.removed += len(updated.body) - len(kept)
         return updated.with_changes(body=kept)
 
@@ -129,11 +154,12 @@ class _Remover(cst.CSTTransformer):
         return self._block(updated_node)
 
 
-def revert(module: cst.Module) -> tuple[cst.Module, int]:
-    """``module`` without the inserted calls (and import, when unused now); how many went."""
+def revert(module: cst.Module) -> tuple[cst.Module, list[tuple[str, str]]]:
+    """``module`` without the inserted calls (and import, when unused now), and which calls
+    went, as (kind, optimizer source)."""
     aliases = runtime_aliases(module)
     if not aliases:
-        return module, 0
+        return module, []
     calls = _Remover(aliases, drop_import=False)
     module = module.visit(calls)
     still_used = {
@@ -144,4 +170,4 @@ def revert(module: cst.Module) -> tuple[cst.Module, int]:
     }
     imports = _Remover(aliases - still_used, drop_import=True)
     module = module.visit(imports) if imports.aliases else module
-    return module, calls.removed + imports.removed
+    return module, calls.calls

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+from collections import Counter
 from dataclasses import replace
 
 import libcst as cst
@@ -43,7 +44,7 @@ def parse(source: str) -> cst.Module:
 def rewrite(source: str, options: Options | None = None) -> Result:
     """``source`` with XGrad calls inserted (or removed, with ``options.revert``)."""
     options = options or Options()
-    module, _ = revert(parse(source))
+    module, removed = revert(parse(source))
     if "XGradCallback" in source:
         from xgrad_rewrite.codemod.trainer_callback import add_trainer_callbacks
 
@@ -90,6 +91,12 @@ def rewrite(source: str, options: Options | None = None) -> Result:
                 insertions.append(Insertion(slot, code))
                 kinds[id(insertions[-1])] = kind
     insertions.sort(key=lambda i: 0 if kinds.get(id(i)) == "restore" else 1)
+
+    unplaced = Counter(removed) - Counter(
+        (kinds.get(id(i), "fx"), _optimizer_of(i.code)) for i in insertions
+    )
+    if unplaced:
+        return _unplaced(source, unplaced, alias)
 
     if insertions and needs_import:
         slot, take_leading = import_slot(module)
@@ -151,3 +158,30 @@ class _LineMap:
             same = [i for i in insertions if self.anchor(i) == anchor]
             return anchor + bisect.bisect_left(self.anchors, anchor) + same.index(insertion)
         return None
+
+
+def _optimizer_of(code: str) -> str:
+    """``optimizer`` from ``xgrad.predict(optimizer, s=2)`` / ``m = xgrad.fx.predictive(m, opt,
+    s=2)`` (the codemod's own text, so the argument positions are known)."""
+    call = cst.parse_expression(code.split(" = ", 1)[-1])
+    assert isinstance(call, cst.Call)
+    index = 1 if ".fx.predictive(" in code else 0
+    return cst.Module([]).code_for_node(call.args[index].value)
+
+
+def _unplaced(source: str, unplaced: Counter[tuple[str, str]], alias: str) -> Result:
+    """A patched file with a call this run would not put back (written by hand, or its step
+    is no longer found): stripping it would change what the script does, so leave every byte."""
+    (kind, optimizer), *_ = unplaced
+    needle = f".{kind}({optimizer}" if kind != "fx" else ".fx.predictive("
+    line = next((n for n, text in enumerate(source.splitlines(), 1) if needle in text), 1)
+    message = (
+        f"this run would not insert {alias}.{kind}({optimizer}, ...) (written by hand, or its "
+        "step is no longer found); file left unchanged. Run --revert first to have xgrad-rewrite "
+        "place the calls afresh"
+    )
+    return Result(
+        text=source,
+        changed=False,
+        diagnostics=(codes.diagnostic(codes.UNPLACED, line, 0, message),),
+    )
