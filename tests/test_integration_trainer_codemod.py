@@ -250,3 +250,13 @@ def test_any_layout_roundtrips(n_args, n_callbacks, layouts, s):
     out, diagnostics = roundtrip(source, s)
     assert diagnostics == []
     assert out.count("XGradCallback(s=") == 1
+
+
+def test_integrations_package_imports_no_framework():
+    code = (
+        "import sys, xgrad_rewrite.integrations\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'transformers', 'lightning', 'pytorch_lightning')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"

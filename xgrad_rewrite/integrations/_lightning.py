@@ -58,8 +58,11 @@ class XGradLightningHooks:
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         for optimizer in self._optimizers(trainer):
             handle = optimizer.register_step_pre_hook(self._run_closure_on_prediction)
-            # Ahead of the runtime's restore hook, whenever that one was registered.
-            optimizer._optimizer_step_pre_hooks.move_to_end(handle.id, last=False)
+            # Ahead of the runtime's restore hook, whenever that one was registered, so the
+            # runtime caches g_t from the closure's backward (RMSprop, plain SGD need it).
+            hooks = getattr(optimizer, "_optimizer_step_pre_hooks", None)
+            if hooks is not None and handle.id in hooks:
+                hooks.move_to_end(handle.id, last=False)
             self._handles.append(handle)
             # Registers the runtime's hook, and fails now for an optimizer without a rule.
             xgrad.predict(optimizer, self.s)
