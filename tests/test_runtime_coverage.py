@@ -423,3 +423,15 @@ def test_digits_example_trains_with_adadelta_patched(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     accuracy = float(re.findall(r"Accuracy: ([\d.]+)%", out.stdout)[-1])
     assert accuracy > 50.0, out.stdout[-1000:]
+
+
+def test_codemods_static_list_mirrors_the_registry():
+    """The codemod (no torch) keeps its own list of classes with a rule: it must match."""
+    from xgrad_rewrite.codemod.known_optimizers import SUPPORTED
+    from xgrad_rewrite.optim import AdaBelief, AdaM3
+    from xgrad_rewrite.runtime.registry import supported
+
+    names = {n.rpartition(".")[2] for n in supported() if n.startswith("torch.optim.")}
+    names |= {AdaBelief.__name__, AdaM3.__name__}
+    assert names == set(SUPPORTED)
+    assert "LBFGS" not in SUPPORTED
