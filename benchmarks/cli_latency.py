@@ -187,7 +187,7 @@ def main() -> None:
         "interpreter, so Python's own start-up is not included):",
         "",
         f"- import the CLI (click): {parts[0] * 1000:.0f} ms",
-        f"- import the codemod (libcst, libcst.matchers): {parts[1] * 1000:.0f} ms",
+        f"- import the codemod (libcst and its modules): {parts[1] * 1000:.0f} ms",
         f"- one `rewrite()` of the script (parse, metadata, find, patch): {parts[2] * 1000:.0f} ms",
         "",
         "Slowest imports (own time) of one `xgrad-rewrite --check` run (`python -X importtime`):",
