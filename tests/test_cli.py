@@ -424,6 +424,14 @@ def test_directories_recursed_skipping_venvs_and_excludes(fake, tmp_path):
     assert "1 file would be left unchanged" in named.stderr
 
 
+def test_a_file_named_twice_is_processed_once(fake, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text(TRAIN)
+    result = run("--check", "./train.py", ".", "train.py")
+    assert result.exit_code == 1
+    assert "1 file would be patched" in result.stderr
+
+
 def test_jobs_give_the_same_results_in_the_same_order(fake, tmp_path):
     for n in range(4):
         (tmp_path / f"s{n}.py").write_text(TRAIN)

@@ -58,8 +58,9 @@ def discover(paths: tuple[str, ...], exclude: re.Pattern[str] | None) -> Iterato
     seen: set[str] = set()
     for path in paths:
         if path == "-" or not os.path.isdir(path):
-            if path not in seen:
-                seen.add(path)
+            key = path if path == "-" else os.path.normpath(path)
+            if key not in seen:
+                seen.add(key)
                 yield path
             continue
         for found in _walk(Path(path), exclude):
