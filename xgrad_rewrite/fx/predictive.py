@@ -123,7 +123,7 @@ class PredictiveForward:
                 targets.append(getattr(gm, name))
                 sources.append(delta)
                 seen.add(name)
-        if targets:
+        if targets:  # copied, not rebound: fixed addresses suit CUDA graphs and compile
             torch._foreach_copy_(targets, sources)
         stale = [getattr(gm, r.d) for r in self._reads if r.d not in seen]
         if stale and not self._zeroed:
