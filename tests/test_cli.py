@@ -2,7 +2,7 @@
 installed command in a subprocess.
 
 Tests of pure CLI mechanics swap in ``tests/_fake_codemod.py`` so they pin the CLI, not the
-codemod's placement choices; the end-to-end tests (``needs_codemod``) run the real codemod.
+codemod's placement choices; the end-to-end tests run the real codemod.
 """
 
 from __future__ import annotations
@@ -44,11 +44,6 @@ for epoch in range(2):
         optimizer.step()
 """
 
-needs_codemod = pytest.mark.skipif(
-    not xgrad_rewrite.codemod.rewrite(TRAIN, Options()).changed,
-    reason="the codemod (issue 5, transform.py) has not landed yet",
-)
-
 
 def run(*args: str, input: str | bytes | None = None):  # noqa: A002
     return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
@@ -69,7 +64,6 @@ def script(tmp_path):
 # --- end to end, real codemod -------------------------------------------------------------
 
 
-@needs_codemod
 def test_patches_a_training_loop_in_place(script):
     result = run(str(script))
     assert result.exit_code == 0, result.output
@@ -86,7 +80,6 @@ def test_patches_a_training_loop_in_place(script):
     assert "1 file left unchanged" in again.stderr
 
 
-@needs_codemod
 def test_check_diff_revert_and_s_round_trip(script):
     original = script.read_bytes()
     check = run("--check", str(script))
@@ -138,7 +131,6 @@ for step in range(10):
 """
 
 
-@needs_codemod
 def test_optimizer_option_limits_the_patch(tmp_path):
     gan = tmp_path / "gan.py"
     gan.write_text(GAN)
@@ -151,7 +143,6 @@ def test_optimizer_option_limits_the_patch(tmp_path):
     assert "xgrad.restore(optimizer_D)" in gan.read_text()
 
 
-@needs_codemod
 def test_unpatchable_loop_is_a_warning_not_a_failure(tmp_path):
     lbfgs = tmp_path / "lbfgs.py"
     lbfgs.write_text(
@@ -174,7 +165,6 @@ def test_unpatchable_loop_is_a_warning_not_a_failure(tmp_path):
     assert f"{lbfgs}:" in result.stderr  # file:line:col: CODE message
 
 
-@needs_codemod
 def test_parse_error_exits_123_and_other_files_still_patched(tmp_path):
     good = tmp_path / "a_good.py"
     good.write_text(TRAIN)
@@ -189,7 +179,6 @@ def test_parse_error_exits_123_and_other_files_still_patched(tmp_path):
     assert "1 file patched, 1 file failed" in result.stderr
 
 
-@needs_codemod
 def test_installed_command_in_a_subprocess(tmp_path):
     (tmp_path / "train.py").write_text(TRAIN)
     proc = subprocess.run(
@@ -446,7 +435,6 @@ def test_jobs_give_the_same_results_in_the_same_order(fake, tmp_path):
     assert parallel.stderr.index("s2.py") < parallel.stderr.rindex("file")
 
 
-@needs_codemod
 def test_jobs_real_codemod_same_output_as_serial(tmp_path):
     for n in range(4):
         (tmp_path / f"s{n}.py").write_text(TRAIN)

@@ -26,7 +26,6 @@ from xgrad_rewrite.codemod.notebook import (
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from _fake_codemod import fake_rewrite  # noqa: E402
-from test_cli import needs_codemod  # noqa: E402
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "notebooks"
 NAMES = sorted(p.name[: -len(".in.ipynb")] for p in FIXTURES.glob("*.in.ipynb"))
@@ -83,14 +82,12 @@ def fake(monkeypatch):
 # --- golden fixtures, real codemod --------------------------------------------------------
 
 
-@needs_codemod  # the .out files are made by the real codemod
 def test_there_are_golden_notebooks():
     assert len(NAMES) >= 3
     for name in NAMES:
         assert (FIXTURES / f"{name}.out.ipynb").exists(), name
 
 
-@needs_codemod
 @pytest.mark.parametrize("name", NAMES)
 def test_golden_notebook(name):
     source = (FIXTURES / f"{name}.in.ipynb").read_text(encoding="utf-8")
@@ -113,7 +110,6 @@ def test_golden_notebook(name):
     assert rewrite_notebook(expected, Options(revert=True)).text == source
 
 
-@needs_codemod
 def test_new_import_cell_with_the_real_codemod():
     text = nb("%run setup.py", "from helpers import model, optimizer, data", LOOP)
     result = rewrite_notebook(text, Options())
@@ -124,7 +120,6 @@ def test_new_import_cell_with_the_real_codemod():
     assert rewrite_notebook(result.text, Options(revert=True)).text == text
 
 
-@needs_codemod
 def test_golden_notebooks_through_the_cli(tmp_path):
     for name in NAMES:
         (tmp_path / f"{name}.ipynb").write_bytes((FIXTURES / f"{name}.in.ipynb").read_bytes())
@@ -351,7 +346,6 @@ print(loss.item())
 """
 
 
-@needs_codemod
 @settings(max_examples=8, deadline=None)
 @given(st.sets(st.integers(min_value=1, max_value=13)))
 def test_any_split_into_cells_patches_like_the_script(cuts):
