@@ -159,10 +159,6 @@ def test_fsdp2_two_ranks_equal_single_process(tmp_path):
     results = torch.load(out)
     for name in OPTIMIZERS:
         params, ranks_identical, error = results[name]
-        if error and "_foreach_copy_" in error and "sharding strategy" in error:
-            # Known runtime gap: DTensor has no sharding rule for _foreach_copy_, so the stash
-            # copy (engine.apply) and restore must copy the local shards (p._local_tensor).
-            pytest.xfail(f"runtime cannot stash DTensor parameters yet: {error}")
         assert error is None, f"{name}: {error}"
         assert ranks_identical, f"{name}: ranks diverged"
         for got, want in zip(params, single_process(name), strict=True):
