@@ -172,6 +172,8 @@ def test_xgrad_disable_and_xgrad_s_are_read_at_refresh(monkeypatch):
     with torch.no_grad():
         plain = fx(x)
     assert torch.equal(fx(x), plain)
+    gm = fx.forward.graph_module
+    assert all(not getattr(gm, r.d).any() for r in fx.forward._reads)  # d = 0, not just c
 
 
 def test_weights_moved_after_wrapping():

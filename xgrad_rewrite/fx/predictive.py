@@ -43,7 +43,7 @@ class PredictiveForward:
         self._d_of = {id(r.param): r.d for r in reads}
         self._coefficients = coefficients
         self._s_now = 0.0
-        self._zeroed = True
+        self._live: set[str] = set()  # names of the d buffers that are not zero
         self._allocate()
         ref = weakref.ref(self)
         self._hooks = [
@@ -82,7 +82,7 @@ class PredictiveForward:
         for name, (_, p) in self._coefficients.items():
             dtype = torch.promote_types(p.dtype, torch.float32)
             gm.register_buffer(name, torch.zeros((), device=p.device, dtype=dtype), False)
-        self._zeroed = True
+        self._live = set()
 
     def _moved(self) -> bool:
         if not self._reads:
@@ -111,24 +111,21 @@ class PredictiveForward:
         """d = Δθ(t+1) (Table I, via `xgrad_rewrite.runtime.directions`) for every read param."""
         self._s_now = _effective_s(self.s)
         gm = self.graph_module
-        if self._s_now == 0:
-            if not self._zeroed:
-                torch._foreach_zero_([getattr(gm, r.d) for r in self._reads])
-                self._zeroed = True
-            return
-        targets, sources, seen = [], [], set()
-        for p, delta, _ in directions(self.optimizer):
-            name = self._d_of.get(id(p))
-            if name is not None:
-                targets.append(getattr(gm, name))
-                sources.append(delta)
-                seen.add(name)
-        if targets:  # copied, not rebound: fixed addresses suit CUDA graphs and compile
-            torch._foreach_copy_(targets, sources)
-        stale = [getattr(gm, r.d) for r in self._reads if r.d not in seen]
-        if stale and not self._zeroed:
-            torch._foreach_zero_(stale)
-        self._zeroed = not targets
+        fresh: set[str] = set()
+        if self._s_now > 0:
+            targets, sources = [], []
+            for p, delta, _ in directions(self.optimizer):
+                name = self._d_of.get(id(p))
+                if name is not None:
+                    targets.append(getattr(gm, name))
+                    sources.append(delta)
+                    fresh.add(name)
+            if targets:  # copied, not rebound: fixed addresses suit CUDA graphs and compile
+                torch._foreach_copy_(targets, sources)
+        stale = self._live - fresh  # no Δθ now (s=0, or a parameter without state): d = 0
+        if stale:
+            torch._foreach_zero_([getattr(gm, name) for name in stale])
+        self._live = fresh
 
     def remove(self) -> None:
         """Detach from the optimizer and give the model its own forward back."""
