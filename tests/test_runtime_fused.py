@@ -8,6 +8,8 @@ the capture and the replayed program; real compilations are the `inductor` and C
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from test_runtime_api import (
@@ -162,10 +164,13 @@ def test_same_program_and_shapes_share_one_kernel_across_steps_and_optimizers(mo
 
 
 def test_no_recompile_when_step_lr_and_s_change(monkeypatch):
-    """Scalars are data (one table tensor), so the compiled graph is reused every step."""
-    from torch._dynamo.testing import CompileCounter
+    """Scalars are data (one table tensor), so the compiled graph is reused every step.
 
-    counter = CompileCounter()
+    aot_eager functionalizes the in-place writes (stash, θ) as inductor does, without codegen.
+    """
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    counter = CompileCounterWithBackend("aot_eager")
     monkeypatch.setattr(
         fused, "compile_fn", lambda fn: torch.compile(fn, backend=counter, fullgraph=True)
     )
@@ -328,7 +333,10 @@ def _compiled_matches_foreach(device, monkeypatch, dtype=torch.float32):
     assert fused.COUNTS["fused"] == 2 and info.first_call_s > 0 and not info.broken
 
 
-@pytest.mark.skipif(not fused.available("cpu"), reason="no C++ compiler for inductor")
+@pytest.mark.skipif(
+    not fused.available("cpu") or os.environ.get("XGRAD_TEST_INDUCTOR") != "1",
+    reason="inductor's C++ build takes ~60 s on a busy 2-core CPU; set XGRAD_TEST_INDUCTOR=1",
+)
 def test_inductor_cpu_kernel_matches_foreach(monkeypatch):
     _compiled_matches_foreach("cpu", monkeypatch)
 
