@@ -327,3 +327,21 @@ def test_a_call_this_run_would_not_insert_keeps_the_file_unchanged() -> None:
     assert result.text == source and not result.changed
     assert [(d.code, d.line) for d in result.diagnostics] == [("XG109", 4)]
     assert rewrite(source, Options(revert=True)).text != source  # --revert strips it, as asked
+
+
+def test_forward_inside_the_backward_statement() -> None:
+    source = src(
+        """
+        import torch.nn.functional as F
+
+        def train(model, batches, opt):
+            for x, y in batches:
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(x), y).backward()
+                opt.step()
+        """
+    )
+    lines = rewrite(source).text.splitlines()
+    predict = lines.index("        xgrad.predict(opt, s=1)")
+    assert lines[predict + 1] == "        F.cross_entropy(model(x), y).backward()"
+    assert lines[predict + 2] == "        xgrad.restore(opt)"

@@ -325,12 +325,14 @@ def predict_item(
     needed: set[str],
     bound: Block,
     modules: Modules,
+    loss_runs_forward: bool = False,
 ) -> Item | None:
     """The earliest forward the loss depends on, walking back from the backward through its
     block and the enclosing blocks up to ``bound`` (the body of the loop that repeats the step)."""
     item, block = start
     needed = set(needed)
-    best: Item | None = None
+    # `F.cross_entropy(model(x), y).backward()`: the forward is in the backward's own statement.
+    best: Item | None = item if loss_runs_forward else None
     while True:
         items = items_of(block)
         index = next(i for i, it in enumerate(items) if it.same(item))

@@ -23,6 +23,7 @@ from xgrad_rewrite.codemod.dataflow import (
     callee_name,
     dotted,
     find_modules,
+    is_forward,
     predict_item,
     restore_item,
     uses,
@@ -38,6 +39,7 @@ class Backward:
     call: cst.Call
     at: tuple[Item, Block]
     loss: set[str]
+    loss_expr: cst.CSTNode
     line: int
     column: int
 
@@ -115,7 +117,7 @@ class Finder:
             if at is None:
                 continue
             line, column = self.where(call)
-            found.append(Backward(call, at, uses(loss_expr), line, column))
+            found.append(Backward(call, at, uses(loss_expr), loss_expr, line, column))
         return found
 
     def steps(self) -> list[Step]:
@@ -284,7 +286,14 @@ def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, option
     forwards = []
     for backward in step.backwards:
         bound = finder.bound(backward.call, step.call)
-        item = predict_item(finder.nav, backward.at, backward.loss, bound, finder.modules)
+        item = predict_item(
+            finder.nav,
+            backward.at,
+            backward.loss,
+            bound,
+            finder.modules,
+            is_forward(backward.loss_expr, finder.modules),
+        )
         if item is not None:
             forwards.append(item)
     if not forwards:
