@@ -93,15 +93,18 @@ def train(model, tmp_path, callbacks, **overrides):
     return trainer, recorder
 
 
-def manual_xgrad(model, batches, s):
+def manual_xgrad(model, batches, s, accumulate=1):
     """The loop design.md shows, over the batches the Trainer used."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     model.train()
-    for ids in batches:
+    for i in range(0, len(batches), accumulate):
+        micro = batches[i : i + accumulate]
+        # The Trainer divides the token loss by every label token of the step (num_items_in_batch).
+        tokens = sum(ids.numel() for ids in micro)
         optimizer.zero_grad()
         xgrad.predict(optimizer, s=s)
-        # The Trainer divides the token loss by every label token (num_items_in_batch).
-        model(input_ids=ids, labels=ids, num_items_in_batch=ids.numel()).loss.backward()
+        for ids in micro:
+            model(input_ids=ids, labels=ids, num_items_in_batch=tokens).loss.backward()
         xgrad.restore(optimizer)
         optimizer.step()
     return model
@@ -130,12 +133,16 @@ def test_trainer_with_callback_equals_manual_xgrad_loop(tmp_path):
 
 def test_gradient_accumulation_predicts_every_micro_batch(tmp_path):
     model = tiny_gpt2()
+    start = copy.deepcopy(model)
     trainer, seen = train(
         model, tmp_path, [XGradCallback(s=1)], max_steps=3, gradient_accumulation_steps=2
     )
     assert len(seen.batches) == 6
     assert all(seen.predicted)
     assert not xgrad.is_predicted(inner(trainer.optimizer))
+    reference = manual_xgrad(copy.deepcopy(start), seen.batches, s=1, accumulate=2)
+    for (name, got), want in zip(model.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_evaluation_after_steps_sees_real_weights(tmp_path):
