@@ -106,6 +106,8 @@ Record = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
 
 def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
     model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
