@@ -85,7 +85,7 @@ class ParameterTracer(fx.Tracer):
         ):
             return self._call_with_parameters(m, args, kwargs)
         # Traced-through modules run their hooks once, at trace time, never again: refuse.
-        hooks = (m._forward_pre_hooks, m._forward_hooks, m._backward_hooks)
+        hooks = (m._forward_pre_hooks, m._forward_hooks, m._backward_pre_hooks, m._backward_hooks)
         if self._holds_predicted(m) and any(hooks):
             name = self.path_of_module(m) or type(m).__name__
             raise UntraceableModelError(
