@@ -306,3 +306,16 @@ def test_transformer_encoder_layers_are_predicted():
         for _ in range(3)
     ]
     assert_same(train_eager(eager, opt_e, data, 2), train_fx(fx, opt_f, data))
+
+
+def test_resumed_optimizer_state_is_predicted_from_the_first_forward():
+    """optimizer.load_state_dict after predictive refreshes d (a resumed checkpoint)."""
+    eager, fx = pair("twice")
+    opt_e = torch.optim.Adam(eager.parameters(), lr=1e-2)
+    opt_f = torch.optim.Adam(fx.parameters(), lr=1e-2)
+    xfx.predictive(fx, opt_f, s=2)
+    data = batches("twice", 5)
+    train_eager(eager, opt_e, data[:2], 2)
+    fx.load_state_dict(eager.state_dict())
+    opt_f.load_state_dict(copy.deepcopy(opt_e.state_dict()))  # torch shares tensors otherwise
+    assert_same(train_eager(eager, opt_e, data[2:], 2), train_fx(fx, opt_f, data[2:]))
