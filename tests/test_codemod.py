@@ -304,13 +304,9 @@ def test_runtime_imported_under_a_users_name_is_never_touched() -> None:
         "    optimizer.step()\n", "    xg.restore(optimizer)\n    optimizer.step()\n"
     )
     assert rewrite(source, Options(revert=True)).text == source
-    patched = rewrite(source).text
-    assert (
-        "    xgrad.predict(optimizer, s=1)\n" in patched
-        and "    xg.restore(optimizer)\n" in patched
-    )
-    assert rewrite(patched).text == patched
-    assert rewrite(patched, Options(revert=True)).text == source
+    result = rewrite(source)
+    assert result.text == source
+    assert [d.code for d in result.diagnostics] == ["XG110"]
 
 
 def test_a_call_this_run_would_not_insert_keeps_the_file_unchanged() -> None:
@@ -345,3 +341,23 @@ def test_forward_inside_the_backward_statement() -> None:
     predict = lines.index("        xgrad.predict(opt, s=1)")
     assert lines[predict + 1] == "        F.cross_entropy(model(x), y).backward()"
     assert lines[predict + 2] == "        xgrad.restore(opt)"
+
+
+def test_step_already_predicted_by_hand_is_left_alone() -> None:
+    source = src(
+        """
+        import torch
+        import xgrad_rewrite.runtime as xg
+
+        def train(model, batches, opt):
+            for x, y in batches:
+                xg.predict(opt, s=2)
+                loss = model(x, y)
+                loss.backward()
+                xg.restore(opt)
+                opt.step()
+        """
+    )
+    result = rewrite(source)
+    assert result.text == source
+    assert [(d.code, d.line) for d in result.diagnostics] == [("XG110", 10)]

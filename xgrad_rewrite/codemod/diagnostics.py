@@ -11,6 +11,7 @@ NO_STEP = "XG104"  # a backward with no optimizer step after it in the same func
 NO_FORWARD = "XG105"  # no forward found that the loss depends on: cannot place predict
 FILTERED = "XG106"  # skipped: not among the --optimizer names
 NAME_TAKEN = "XG107"  # `xgrad` already names something else: another alias used
+MANUAL = "XG110"  # the step's function already calls the runtime for that optimizer
 UNPLACED = "XG109"  # the file has calls this run would not put back: left unchanged
 FX_NO_MODEL = "XG108"  # --mode fx: no `<opt> = torch.optim.X(<model>.parameters(), ...)` found
 
@@ -24,6 +25,7 @@ SEVERITY: dict[str, Severity] = {
     NAME_TAKEN: "info",
     FX_NO_MODEL: "warning",
     UNPLACED: "warning",
+    MANUAL: "info",
 }
 
 

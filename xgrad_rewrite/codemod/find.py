@@ -20,6 +20,7 @@ from xgrad_rewrite.codemod.api import Options
 from xgrad_rewrite.codemod.blocks import Block, Item, Navigator, Slot
 from xgrad_rewrite.codemod.collect import collect
 from xgrad_rewrite.codemod.dataflow import (
+    Modules,
     callee_name,
     dotted,
     find_modules,
@@ -199,6 +200,7 @@ def find(finder: Finder, options: Options) -> list[Plan]:
     steps = finder.steps()
     plans: list[Plan] = []
     closure_names = {s.closure.value for s in steps if isinstance(s.closure, cst.Name)}
+    manual = _manual_calls(finder)
 
     for backward in finder.backwards():
         function = finder.nav.enclosing(backward.call, (cst.FunctionDef,))
@@ -220,12 +222,47 @@ def find(finder: Finder, options: Options) -> list[Plan]:
             if identity.kind != "not" and (step.backwards or _closure_has_backward(finder, step)):
                 plans.append(_closure_plan(step, name, identity))
             continue
-        if step.backwards:
+        if step.backwards and (id(finder.nav.scope_owner(step.call)), name) in manual:
+            message = f"{name} already calls the runtime by hand here; left as written"
+            plans.append(_skipped(name, step.backwards[0].call, step.call, codes.MANUAL, message))
+        elif step.backwards:
             plans.append(_step_plan(finder, step, name, identity, options))
 
     plans.extend(_wrapper_plans(finder, plans, options))
     plans.sort(key=lambda p: (finder.where(p.step), finder.where(p.backward)))
     return plans
+
+
+def _manual_calls(finder: Finder) -> set[tuple[int, str]]:
+    """(function, optimizer) pairs where the script calls the runtime itself: any
+    ``import xgrad_rewrite.runtime as A`` left after revert, then ``A.predict(opt, ...)``,
+    ``A.restore(opt)`` or ``A.predicted(opt, ...)``."""
+    aliases = {
+        a
+        for stmt in finder.module.body
+        if isinstance(stmt, cst.SimpleStatementLine)
+        for small in stmt.body
+        if isinstance(small, cst.Import)
+        for alias in small.names
+        if finder.code(alias.name) == "xgrad_rewrite.runtime"
+        and alias.asname is not None
+        and isinstance(alias.asname.name, cst.Name)
+        and (a := alias.asname.name.value)
+    }
+    found = set()
+    for call in finder.collected.calls:
+        func = call.func
+        if (
+            aliases
+            and isinstance(func, cst.Attribute)
+            and isinstance(func.value, cst.Name)
+            and func.value.value in aliases
+            and func.attr.value in ("predict", "restore", "predicted")
+            and call.args
+        ):
+            owner = finder.nav.scope_owner(call)
+            found.add((id(owner), finder.code(call.args[0].value)))
+    return found
 
 
 def _hand_predicted(finder: Finder, node: cst.CSTNode) -> bool:
@@ -286,16 +323,20 @@ def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, option
     forwards = []
     for backward in step.backwards:
         bound = finder.bound(backward.call, step.call)
-        item = predict_item(
-            finder.nav,
-            backward.at,
-            backward.loss,
-            bound,
-            finder.modules,
-            is_forward(backward.loss_expr, finder.modules),
-        )
-        if item is not None:
-            forwards.append(item)
+        # Modules the script names as such first; if none of them runs in this step (say a
+        # `net` parameter never seen with `.parameters()`), any call that is not data handling.
+        for modules in (finder.modules, Modules(frozenset(), finder.modules.frozen)):
+            item = predict_item(
+                finder.nav,
+                backward.at,
+                backward.loss,
+                bound,
+                modules,
+                is_forward(backward.loss_expr, modules),
+            )
+            if item is not None:
+                forwards.append(item)
+                break
     if not forwards:
         message = (
             f"found no forward that the loss of this backward depends on in the loop of "
