@@ -180,15 +180,7 @@ def test_runtime_unwraps_accelerates_optimizer(tmp_path):
     model = tiny_gpt2()
     trainer, _ = train(model, tmp_path, [XGradCallback(s=1)], max_steps=2)
     wrapper = trainer.optimizer
-    try:
-        xgrad.predict(wrapper, s=1)
-    except TypeError as error:
-        if "AcceleratedOptimizer" not in str(error):
-            raise
-        pytest.xfail(
-            "runtime gap: AcceleratedOptimizer subclasses torch.optim.Optimizer, so "
-            "registry.unwrap keeps the wrapper (XGradCallback unwraps it itself)"
-        )
+    xgrad.predict(wrapper, s=1)
     try:
         assert xgrad.is_predicted(wrapper) and xgrad.is_predicted(inner(wrapper))
     finally:

@@ -63,11 +63,38 @@ def _pre_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
 def _install_hook(optimizer: torch.optim.Optimizer, record: engine.Record) -> None:
     if record.hook is not None:
         return
+    _guard_gradscaler_skips()
     hooks = getattr(optimizer, "_optimizer_step_pre_hooks", {})
     if any(hook is _pre_step for hook in hooks.values()):  # e.g. copied by deepcopy
         record.hook = True
         return
     record.hook = optimizer.register_step_pre_hook(_pre_step)
+
+
+_SCALER_GUARDED = False
+
+
+def _guard_gradscaler_skips() -> None:
+    """Make `GradScaler.step` restore first, once per process.
+
+    A scaler that finds inf/nan gradients skips `optimizer.step()`, so the step pre-hook never
+    runs; without this a wrapper doing backward and step together (MAE's `loss_scaler`) would
+    leave θ̂ in the model after a skipped step. Restoring is a no-op when nothing is predicted.
+    """
+    global _SCALER_GUARDED
+    scaler_cls = getattr(getattr(torch, "amp", None), "GradScaler", None)
+    if _SCALER_GUARDED or scaler_cls is None:
+        return
+    original = scaler_cls.step
+
+    def step(self: Any, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
+        restore(optimizer)
+        return original(self, optimizer, *args, **kwargs)
+
+    step.__wrapped__ = original  # type: ignore[attr-defined]
+    step.__doc__ = original.__doc__
+    scaler_cls.step = step
+    _SCALER_GUARDED = True
 
 
 @torch.no_grad()

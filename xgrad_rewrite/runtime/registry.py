@@ -21,13 +21,21 @@ def register(cls: type, rule: Rule | DeltaFn) -> None:
 
 
 def unwrap(optimizer: Any) -> torch.optim.Optimizer:
-    """The torch optimizer inside accelerate/Lightning-style wrappers (`.optimizer` attribute)."""
-    seen = 0
-    while not isinstance(optimizer, torch.optim.Optimizer) and seen < 8:
+    """The torch optimizer inside accelerate/Lightning-style wrappers (`.optimizer` attribute).
+
+    accelerate's `AcceleratedOptimizer` subclasses `torch.optim.Optimizer` itself, so the loop
+    follows `.optimizer` whatever the wrapper's own type, down to the innermost optimizer.
+    """
+    for _ in range(8):
         inner = getattr(optimizer, "optimizer", None)
-        if inner is None:
+        if inner is None or inner is optimizer:
             break
-        optimizer, seen = inner, seen + 1
+        if (
+            not isinstance(inner, torch.optim.Optimizer)
+            and getattr(inner, "optimizer", None) is None
+        ):
+            break
+        optimizer = inner
     return optimizer
 
 
