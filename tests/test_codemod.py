@@ -361,3 +361,29 @@ def test_step_already_predicted_by_hand_is_left_alone() -> None:
     result = rewrite(source)
     assert result.text == source
     assert [(d.code, d.line) for d in result.diagnostics] == [("XG110", 10)]
+
+
+def test_step_reports_give_output_lines_for_shared_predict() -> None:
+    source = src(
+        """
+        import torch
+
+        def train(model, loader, optimizer, scaler, use_amp):
+            for x, y in loader:
+                loss = model(x, y)
+                if use_amp:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                else:
+                    loss.backward()
+                    optimizer.step()
+        """
+    )
+    result = rewrite(source)
+    lines = result.text.splitlines()
+    for step in result.steps:
+        assert "xgrad.predict(optimizer" in lines[step.predict_line - 1]
+        assert "xgrad.restore(optimizer)" in lines[step.restore_line - 1]
+        assert "backward()" in lines[step.backward_line - 1]
+        assert "step(" in lines[step.step_line - 1]
+    assert len(result.steps) == 2

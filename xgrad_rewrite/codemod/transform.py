@@ -15,6 +15,7 @@ import libcst as cst
 
 from xgrad_rewrite.codemod import diagnostics as codes
 from xgrad_rewrite.codemod.api import Diagnostic, Options, ParseError, Result, StepReport
+from xgrad_rewrite.codemod.blocks import Slot
 from xgrad_rewrite.codemod.find import Finder, Plan, find
 from xgrad_rewrite.codemod.fx_mode import find_fx
 from xgrad_rewrite.codemod.imports import ALIAS, choose_alias, import_code, import_slot
@@ -150,7 +151,7 @@ class _LineMap:
 
     def inserted(self, slot: object, insertions: list[Insertion]) -> int | None:
         for insertion in insertions:
-            if insertion.slot is not slot:
+            if not isinstance(slot, Slot) or insertion.slot.key() != slot.key():
                 continue
             anchor = self.anchor(insertion)
             if anchor is None:
