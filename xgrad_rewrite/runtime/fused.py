@@ -2,7 +2,7 @@
 
 The foreach engine runs a rule's ops one by one (√v into a new tensor, + ε, copy θt into the
 stash, addcdiv into θ): each op is a pass over memory. Here the rule's `delta(batch)` runs once
-per predict on placeholders (`_Capture`, a TorchFunctionMode): its `torch._foreach_*` ops are
+per predict on placeholders (`_Ph`, own `__torch_function__`): its `torch._foreach_*` ops are
 recorded as a small program instead of being run, and every Python scalar (bias corrections, ε,
 lr·s) becomes data. The program plus the apply (stash copy, decay, addcdiv) is compiled with
 `torch.compile` (inductor: horizontally fused foreach kernels on CUDA, OpenMP C++ on CPU) once per
@@ -24,6 +24,7 @@ import functools
 import logging
 import os
 import shutil
+import threading
 import time
 import types
 import warnings
@@ -33,7 +34,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.overrides import TorchFunctionMode
 
 from xgrad_rewrite.runtime import engine
 from xgrad_rewrite.runtime.rules.base import Batch, Delta, Rule
@@ -86,6 +86,10 @@ class _Unfusable(Exception):
     """The rule did something the capture does not model: run it on the foreach engine."""
 
 
+class _UnfusableAttribute(_Unfusable, AttributeError):
+    pass
+
+
 class _Ph:
     """Placeholder for one tensor of a list: an input (`real` set) or a recorded node's output."""
 
@@ -96,10 +100,13 @@ class _Ph:
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
-        return NotImplemented  # only reached outside a capture
+        rec = getattr(_ACTIVE, "capture", None)
+        if rec is None:
+            return NotImplemented
+        return rec.handle(func, args, kwargs or {})
 
     def __getattr__(self, name: str) -> Any:
-        raise _Unfusable(f"rule reads .{name} of a tensor")
+        raise _UnfusableAttribute(f"rule reads .{name} of a tensor")
 
 
 _BINARY = ("self", "other", "alpha")
@@ -117,26 +124,29 @@ _SIGNATURES = {
 _KWARG_ALIASES = {"scalar": "other", "scalars": "value"}
 
 
-class _Capture(TorchFunctionMode):
-    """Records `torch._foreach_*` ops over placeholder lists as (op, operand refs)."""
+_ACTIVE = threading.local()  # the capture running in this thread, if any
+
+
+class _Capture:
+    """Records `torch._foreach_*` ops over placeholder lists as (op, operand refs).
+
+    Only calls with a placeholder among their arguments reach it (through `_Ph.__torch_function__`),
+    so the rule's own scalar work on real tensors (`float(step)`) runs at full speed.
+    """
 
     def __init__(self, n: int) -> None:
-        super().__init__()
         self.n = n
         self.ops: list[tuple[str, tuple]] = []
         self.scalars: list[list[float]] = []
         self.inputs: list[list[Tensor]] = []
         self.sources: dict[str, int] = {}
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+    def handle(self, func: Callable, args: tuple, kwargs: dict) -> Any:
         name = getattr(func, "__name__", "")
         base = name.removeprefix("_foreach_").rstrip("_")
         if name.startswith("_foreach_") and base in _SIGNATURES:
             return self._record(base, name.endswith("_"), args, kwargs)
-        if _has_ph(args) or _has_ph(kwargs.values()):
-            raise _Unfusable(f"rule calls {name} on a tensor of the batch")
-        return func(*args, **kwargs)
+        raise _Unfusable(f"rule calls {name} on a tensor of the batch")
 
     def _record(self, base: str, inplace: bool, args: tuple, kwargs: dict) -> Any:
         names = _SIGNATURES[base]
@@ -195,37 +205,48 @@ class _Capture(TorchFunctionMode):
         return ("in", j)
 
 
-def _has_ph(values: Any) -> bool:
-    for v in values:
-        if isinstance(v, _Ph):
-            return True
-        if isinstance(v, list | tuple) and v and any(isinstance(e, _Ph) for e in v):
-            return True
-    return False
+class _StateView(dict):
+    """A parameter's state as a rule sees it in a capture: param-shaped tensors as placeholders.
+
+    Made on lookup, so only the keys the rule reads cost anything. 0-dim tensors such as `step`
+    or NAdam's `mu_product` stay real: rules read them as floats.
+    """
+
+    __slots__ = ("i", "shape")
+
+    def __init__(self, state: dict, i: int, shape: torch.Size) -> None:
+        super().__init__(state)
+        self.i, self.shape = i, shape
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        if isinstance(value, Tensor) and key != "step" and value.shape == self.shape:
+            return _Ph(("in", "state:" + key), self.i, value)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def values(self):  # noqa: ANN201 - a rule iterating a state reads every tensor of it
+        return [self[key] for key in self]
+
+    def items(self):  # noqa: ANN201
+        return [(key, self[key]) for key in self]
 
 
 def _placeholders(batch: Batch) -> Batch:
-    """The batch with every param-shaped tensor replaced by an input placeholder.
-
-    0-dim tensors such as `step` or NAdam's `mu_product` stay real: rules read them as floats.
-    """
+    """The batch with every param-shaped tensor replaced by an input placeholder."""
     params = batch.params
 
     def source(name: str, tensors: list[Tensor]) -> list[_Ph]:
         return [_Ph(("in", name), i, t) for i, t in enumerate(tensors)]
 
-    states = []
-    for i, (p, st) in enumerate(zip(params, batch.states, strict=True)):
-        row = {}
-        for key, value in st.items():
-            if isinstance(value, Tensor) and key != "step" and value.shape == p.shape:
-                row[key] = _Ph(("in", "state:" + key), i, value)
-            else:
-                row[key] = value
-        states.append(row)
     return Batch(
         params=source("params", params),
-        states=states,
+        states=[
+            _StateView(st, i, p.shape)
+            for i, (p, st) in enumerate(zip(params, batch.states, strict=True))
+        ],
         group=batch.group,
         grads=None if batch.grads is None else source("grads", batch.grads),
         theta=source("theta", batch.theta),
@@ -252,15 +273,17 @@ def capture(rule: Rule, batch: Batch) -> Captured:
     """Run `rule.delta` on placeholders; raise `_Unfusable` if it leaves the modelled ops."""
     n = len(batch.params)
     rec = _Capture(n)
+    _ACTIVE.capture = rec
     try:
-        with rec:
-            delta = rule.delta(_placeholders(batch))
-            num = rec._list_ref(delta.num)
-            den = None if delta.den is None else rec._list_ref(delta.den)
+        delta = rule.delta(_placeholders(batch))
+        num = rec._list_ref(delta.num)
+        den = None if delta.den is None else rec._list_ref(delta.den)
     except _Unfusable:
         raise
     except Exception as error:  # e.g. indexing a placeholder, float() of one
         raise _Unfusable(f"{type(error).__name__}: {error}") from error
+    finally:
+        _ACTIVE.capture = None
     if isinstance(delta.scale, list):
         scale = [float(c) for c in delta.scale]
     else:
