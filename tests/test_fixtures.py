@@ -178,3 +178,18 @@ def test_fx_patched_fixture_trains_through_the_fx_path(name: str, runs: dict[str
     model = [r for r in run["records"] if r["module"] == FX_RUNNABLE[name]]
     training = [r for r in model if r["grad"]]
     assert training and all(r["fx"] for r in training)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_step_reports_point_at_the_inserted_calls(name: str) -> None:
+    source, _ = read(FIXTURES / f"{name}.in.py")
+    result = rewrite(source, options_for(name))
+    lines = result.text.splitlines()
+    for step in result.steps:
+        if step.predict_line is not None:
+            assert ".predict" in lines[step.predict_line - 1], step
+            assert step.optimizer in lines[step.predict_line - 1], step
+        if step.restore_line is not None:
+            assert f".restore({step.optimizer})" in lines[step.restore_line - 1], step
+    for diagnostic in result.diagnostics:
+        assert 1 <= diagnostic.line <= len(lines)
