@@ -16,6 +16,7 @@ from fx_models import (
 )
 
 import xgrad_rewrite.fx as xfx
+import xgrad_rewrite.runtime as xgrad
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -126,3 +127,21 @@ def test_graph_module_input_is_accepted():
     assert xfx.predictive(gm, opt_f, s=2) is gm
     data = batches("twice", 4)
     assert_same(train_eager(eager, opt_e, data, 2), train_fx(gm, opt_f, data))
+
+
+def test_group_without_lr_uses_the_rules_own_step_size():
+    """transformers' Adafactor keeps lr=None: c = s, the rule's Δθ carries the step size."""
+    transformers_optimization = pytest.importorskip("transformers.optimization")
+    _, fx = pair("twice")
+    plain, _ = pair("twice")
+    opt = transformers_optimization.Adafactor(fx.parameters(), lr=None, warmup_init=False)
+    xfx.predictive(fx, opt, s=2)
+    x, y = batches("twice", 1)[0]
+    torch.nn.functional.cross_entropy(fx(x), y).backward()
+    opt.step()
+    with torch.no_grad():
+        for p, q in zip(fx.parameters(), plain.parameters(), strict=True):
+            q.copy_(p)
+        for p, delta, lr in xgrad.directions(opt):
+            dict(zip(fx.parameters(), plain.parameters(), strict=True))[p].sub_(2 * lr * delta)
+    torch.testing.assert_close(fx(x), plain(x), rtol=1e-5, atol=1e-6)

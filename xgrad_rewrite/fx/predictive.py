@@ -12,7 +12,7 @@ from torch import Tensor, fx, nn
 from xgrad_rewrite.fx.graph import ROOT, Read, predict_reads
 from xgrad_rewrite.fx.trace import UntraceableModelError, trace
 from xgrad_rewrite.runtime import directions
-from xgrad_rewrite.runtime.api import _effective_s
+from xgrad_rewrite.runtime.api import effective_s
 from xgrad_rewrite.runtime.registry import rule_for, unwrap
 
 
@@ -101,6 +101,8 @@ class PredictiveForward:
         for name, (index, _) in self._coefficients.items():
             c: Tensor = getattr(self.graph_module, name)
             lr = groups[index]["lr"]
+            if lr is None:  # transformers' Adafactor: the rule's Δθ carries the step size
+                lr = 1.0
             if isinstance(lr, Tensor):
                 c.copy_(lr).mul_(self._s_now)
             else:
@@ -109,7 +111,7 @@ class PredictiveForward:
     @torch.no_grad()
     def refresh(self) -> None:
         """d = Δθ(t+1) (Table I, via `xgrad_rewrite.runtime.directions`) for every read param."""
-        self._s_now = _effective_s(self.s)
+        self._s_now = effective_s(self.s)
         gm = self.graph_module
         fresh: set[str] = set()
         if self._s_now > 0:
@@ -201,7 +203,7 @@ def predictive(model: nn.Module, optimizer: Any, s: float = 1.0) -> nn.Module:
     """
     opt = unwrap(optimizer)
     rule_for(opt)
-    _effective_s(s)  # a bad s fails here, not after the first step
+    effective_s(s)  # a bad s fails here, not after the first step
     target = _target(model)
     coefficient_of = _coefficient_names(opt)
     graph, constants = trace(target, coefficient_of)

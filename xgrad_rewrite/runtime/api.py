@@ -27,7 +27,7 @@ def _record(optimizer: torch.optim.Optimizer) -> engine.Record:
     return record
 
 
-def _effective_s(s: float) -> float:
+def effective_s(s: float) -> float:
     """s after the env overrides, read on every call: XGRAD_DISABLE=1 is off, XGRAD_S replaces s."""
     if os.environ.get("XGRAD_DISABLE", "").strip() not in ("", "0"):
         return 0.0
@@ -109,7 +109,7 @@ def predict(optimizer: Any, s: float = 1.0) -> None:
     _install_hook(opt, record)
     if record.predicted:
         return
-    s = _effective_s(s)
+    s = effective_s(s)
     record.active = s > 0
     if not record.active:  # off: hold no memory for it
         record.grads.clear()
