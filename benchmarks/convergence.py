@@ -185,9 +185,22 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def final_values(job: Job) -> list[float]:
-    last = max((r["epoch"] for r in job.epochs), default=0)
-    return [r[job.task.metric] for r in job.epochs if r["epoch"] == last]
+def final_values(job: Job, epoch: int | None = None) -> list[float]:
+    """The metric of every seed at ``epoch`` (default: the last one)."""
+    if epoch is None:
+        epoch = max((r["epoch"] for r in job.epochs), default=0)
+    return [r[job.task.metric] for r in job.epochs if r["epoch"] == epoch]
+
+
+def early_epoch(jobs: list[Job]) -> int | None:
+    """An epoch about a third of the way in, where speed of convergence shows; None if too short."""
+    last = max((r["epoch"] for j in jobs for r in j.epochs), default=0)
+    return max(1, round(0.3 * last)) if last >= 3 else None
+
+
+def signed(fmt: str, value: float) -> str:
+    text = fmt.format(value)
+    return text.replace("-", "−") if text.startswith("-") else "+" + text
 
 
 def epoch_time(job: Job) -> float:
@@ -211,10 +224,12 @@ def verdict(base: list[float], other: list[float], higher_is_better: bool) -> st
 
 def table(task: Task, jobs: list[Job]) -> list[str]:
     fmt = "{:.2f}" if task.higher_is_better else "{:.3f}"
+    early = early_epoch(jobs)
     lines = [
         f"| optimizer | variant | final {task.label} (mean ± std) | Δ vs base | verdict "
-        "| s / epoch | time ratio |",
-        "|---|---|---|---|---|---|---|",
+        + (f"| at epoch {early}: mean (Δ) " if early else "")
+        + "| s / epoch | time ratio |",
+        "|---|---|---|---|---|" + ("---|" if early else "") + "---|---|",
     ]
     for name in OPTIMIZERS:
         rows = sorted((j for j in jobs if j.optimizer == name), key=lambda j: j.s)
@@ -223,17 +238,25 @@ def table(task: Task, jobs: list[Job]) -> list[str]:
             values = final_values(job)
             mean, std = mean_std(values)
             cell = f"{fmt.format(mean)} ± {fmt.format(std)}" if values else f"failed ({job.status})"
+            early_cell = ""
+            if early and final_values(job, early):
+                early_cell = fmt.format(statistics.fmean(final_values(job, early)))
             if job.s == 0 or base is None or not final_values(base):
                 delta, judged, ratio = "", "", "1.00" if job.s == 0 else ""
             else:
-                delta = (fmt.format(mean - statistics.fmean(final_values(base)))).replace("-", "−")
-                delta = delta if delta.startswith("−") else "+" + delta
+                delta = signed(fmt, mean - statistics.fmean(final_values(base)))
                 judged = verdict(final_values(base), values, task.higher_is_better)
                 ratio = f"{epoch_time(job) / epoch_time(base):.2f}"
+                if early_cell and final_values(base, early):
+                    diff = statistics.fmean(final_values(job, early)) - statistics.fmean(
+                        final_values(base, early)
+                    )
+                    early_cell += f" ({signed(fmt, diff)})"
             variant = "base" if job.s == 0 else f"XGrad-S{job.s}"
             lines.append(
                 f"| {NAMES[name]} | {variant} | {cell} | {delta} | {judged} "
-                f"| {epoch_time(job):.3f} | {ratio} |"
+                + (f"| {early_cell} " if early else "")
+                + f"| {epoch_time(job):.3f} | {ratio} |"
             )
     return lines
 
@@ -263,6 +286,7 @@ def plot(task: Task, jobs: list[Job], path: pathlib.Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = [n for n in OPTIMIZERS if any(j.optimizer == n and j.task == task for j in jobs)]
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
@@ -281,6 +305,7 @@ def plot(task: Task, jobs: list[Job], path: pathlib.Path) -> None:
             low = [m - d for m, d in zip(mean, std, strict=True)]
             high = [m + d for m, d in zip(mean, std, strict=True)]
             ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.12)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(NAMES[name])
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -317,6 +342,11 @@ def report(ctx: dict, jobs: list[Job], tasks: list[Task]) -> str:
         "# Convergence: base optimizer vs XGrad-S1..S4 on CPU",
         "",
         f"- command: `{ctx['command']}`",
+        *(
+            [f"- tables and plots rebuilt from its saved runs by `{ctx['rendered']}`"]
+            if ctx.get("rendered")
+            else []
+        ),
         f"- machine: {ctx['machine']}; torch {ctx['torch']}, Python {platform.python_version()}",
         f"- date: {ctx['date']}; total wall time {ctx['wall_min']:.1f} min, "
         f"{ctx['parallel']} processes in parallel, 1 torch thread each{load}",
@@ -324,13 +354,17 @@ def report(ctx: dict, jobs: list[Job], tasks: list[Task]) -> str:
         "- every variant is the same patched copy of the plain script in "
         "`benchmarks/convergence_scripts/`, run with `XGRAD_S` = s (0 = the base optimizer)",
         "",
-        "Verdict: the XGrad mean minus the base mean, called *better*/*worse* only when it exceeds",
-        "two standard errors of the difference (seeds are few; most small differences are noise).",
-        "*s / epoch* is the fastest training epoch of the run (evaluation excluded) and *time",
-        "ratio* its ratio to the base optimizer's, measured on a shared 2-core machine with other",
-        "work running, so take ratios within ±10 % as noise; `benchmarks/gpu_cost.py` measures",
-        "the cost properly, interleaved, in one process.",
+        "*Verdict*: the XGrad mean minus the base mean, called *better*/*worse* only when it",
+        "exceeds two standard errors of the difference (seeds are few; small differences are",
+        "noise). *At epoch k*: the mean a third of the way into training and its difference to",
+        "the base, which shows how fast each variant converges. *s / epoch* is the fastest",
+        "training epoch of the run (evaluation excluded), *time ratio* its ratio to the base's:",
+        "wall-clock times from separate processes, only meaningful on a quiet machine; the",
+        "overhead of XGrad itself is measured properly (interleaved, one process) by",
+        "`benchmarks/runtime_overhead.py` and `benchmarks/gpu_cost.py`.",
     ]
+    if ctx.get("note"):
+        lines += ["", f"Note: {ctx['note']}"]
     for task in tasks:
         task_jobs = [j for j in jobs if j.task == task]
         args = shlex.join(task_jobs[0].command[2:-2]) if task_jobs else ""
@@ -384,6 +418,7 @@ def int_list(text: str) -> list[int]:
     type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
     help="Do not train: rebuild the tables and plots from a saved convergence.json.",
 )
+@click.option("--note", help="A sentence for the report (e.g. how busy the machine was).")
 @click.option("--quick", is_flag=True, help="Smoke run: 1 seed, 1 epoch, SGDM+Adam, s in {0,1}.")
 @click.option(
     "--out",
@@ -400,12 +435,13 @@ def main(
     parallel: int,
     patch: str,
     from_json: pathlib.Path | None,
+    note: str | None,
     quick: bool,
     out: pathlib.Path,
 ) -> None:
     """Train base vs XGrad-S1..S4 for each optimizer and seed; write tables and plots."""
     if from_json is not None:
-        return rerender(from_json, out)
+        return rerender(from_json, out, note)
     chosen = [TASKS[t] for t in tasks.split(",") if t]
     names = [o for o in optimizers.split(",") if o]
     unknown = set(names) - set(OPTIMIZERS)
@@ -444,6 +480,7 @@ def main(
         "seeds": seeds,
         "patch": patch,
         "diffs": diffs,
+        "note": note,
     }
     write_outputs(ctx, jobs, chosen, out)
     failed = [j for j in jobs if j.status != "ok"]
@@ -452,10 +489,14 @@ def main(
         sys.exit(1)
 
 
-def write_outputs(ctx: dict, jobs: list[Job], chosen: list[Task], out: pathlib.Path) -> None:
+def write_outputs(
+    ctx: dict, jobs: list[Job], chosen: list[Task], out: pathlib.Path, save_runs: bool = True
+) -> None:
     for task in chosen:
         plot(task, jobs, out / f"convergence_{task.name}.png")
     (out / "convergence.md").write_text(report(ctx, jobs, chosen), "utf-8")
+    if not save_runs:
+        return
     raw = {
         "context": ctx,
         "runs": [
@@ -467,10 +508,12 @@ def write_outputs(ctx: dict, jobs: list[Job], chosen: list[Task], out: pathlib.P
     (out / "convergence.json").write_text(json.dumps(raw, indent=1) + "\n", "utf-8")
 
 
-def rerender(path: pathlib.Path, out: pathlib.Path) -> None:
+def rerender(path: pathlib.Path, out: pathlib.Path, note: str | None = None) -> None:
     """Rebuild the tables and plots from a saved ``convergence.json`` without training again."""
     raw = json.loads(path.read_text("utf-8"))
     ctx = raw["context"]
+    if note:
+        ctx["note"] = note
     chosen = [task for name, task in TASKS.items() if any(r["task"] == name for r in raw["runs"])]
     if isinstance(ctx["seeds"], str):  # written before seeds/patch/diffs were stored as data
         ctx["seeds"] = dict(part.split(" ", 1) for part in ctx["seeds"].split(", "))
@@ -489,7 +532,9 @@ def rerender(path: pathlib.Path, out: pathlib.Path) -> None:
             Job(task, r["optimizer"], r["s"], command, r["epochs"], r["status"], r["wall_s"])
         )
     out.mkdir(parents=True, exist_ok=True)
-    write_outputs(ctx, jobs, chosen, out)
+    words = ["python", "benchmarks/convergence.py", "--from-json", str(path)]
+    ctx["rendered"] = shlex.join(words) + (" --note NOTE (below)" if note else "")
+    write_outputs(ctx, jobs, chosen, out, save_runs=False)  # the saved runs stay as they were
     click.echo(f"rewrote {out / 'convergence.md'} from {path}")
 
 
