@@ -469,7 +469,8 @@ def test_config_from_nearest_pyproject_and_cli_wins(monkeypatch, tmp_path):
     )
     assert seen == [Options(s=2, optimizers=("opt",), mode="eager")]
     seen.clear()
-    assert run("--exclude", "nothing", str(tmp_path / "src")).exit_code == 0
+    # --no-cache: a.py is cached from the first run (same options), and the spy counts files.
+    assert run("--no-cache", "--exclude", "nothing", str(tmp_path / "src")).exit_code == 0
     assert len(seen) == 2  # the command line's --exclude replaced the config's
 
 

@@ -64,6 +64,11 @@ if TYPE_CHECKING:
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors, the diff and stdout output.")
 @click.option("-v", "--verbose", is_flag=True, help="Per file: the steps found, where calls went.")
 @click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Process every file, even one the cache says is already in the target state.",
+)
+@click.option(
     "-j",
     "--jobs",
     type=click.IntRange(min=1),
@@ -85,6 +90,7 @@ def main(
     color: bool | None,
     quiet: bool,
     verbose: bool,
+    no_cache: bool,
     jobs: int,
 ) -> None:
     """Patch PyTorch training scripts (PATH: files, directories, - for stdin) to train with
@@ -129,6 +135,7 @@ def main(
             raise click.BadParameter(msg, param_hint="--exclude") from e
 
     from xgrad_rewrite import files, runner
+    from xgrad_rewrite.cache import Cache
 
     options = Options(
         s=int(s) if float(s).is_integer() else s,
@@ -136,15 +143,31 @@ def main(
         revert=revert,
         mode=mode,  # type: ignore[arg-type]  # click.Choice checked it
     )
-    jobs_list = [
-        runner.Job(path, options, write=not (check or diff), diff=diff, verbose=verbose)
-        for path in files.discover(paths, pattern)
-    ]
-
     report = Report(check=check or diff, revert=revert)
+    # -v lists each file's steps, so it always runs the codemod (and still fills the cache).
+    cache = None if no_cache else Cache.load(options)
+    jobs_list = []
+    for path in files.discover(paths, pattern):
+        if cache is not None and not verbose and path != "-" and cache.is_done(path):
+            report.done(False)  # in the target state since a run left it so: no codemod
+            continue
+        jobs_list.append(
+            runner.Job(path, options, write=not (check or diff), diff=diff, verbose=verbose)
+        )
+
     use_color = sys.stdout.isatty() if color is None else color
     for outcome in _run(jobs_list, jobs):
         _show(outcome, report, quiet=quiet, verbose=verbose, color=use_color)
+        if cache is not None and outcome.path != "-":
+            # Only a file now in the target state, and quiet: one with a note is run again so
+            # the note is shown again.
+            written = not outcome.changed or not (check or diff)
+            if written and not outcome.failed and not outcome.warnings:
+                cache.remember(outcome.path)
+            else:
+                cache.forget(outcome.path)
+    if cache is not None:
+        cache.write()
     if not quiet:
         click.echo(str(report), err=True)
     ctx.exit(report.return_code)
