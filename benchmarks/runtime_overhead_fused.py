@@ -30,7 +30,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from gpu_cost import Bottleneck, ResNet  # noqa: E402
 from runtime_overhead import cpu_name, nbytes, resnet50_shapes  # noqa: E402
 
 import xgrad_rewrite.runtime as xg  # noqa: E402
@@ -175,6 +174,44 @@ def kernels_table(rows: list[dict]) -> list[str]:
 # --- part 2: end-to-end training step -----------------------------------------------------------
 
 
+class Bottleneck(nn.Module):
+    """ResNet-50's block; the same CIFAR ResNet as gpu_cost.py, which needs click (the device
+    tool's machine has only torch)."""
+
+    def __init__(self, cin: int, width: int, stride: int) -> None:
+        super().__init__()
+        cout = 4 * width
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout),
+        )  # fmt: skip
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+def resnet50_cifar(layers: list[int], base: int, classes: int = 10) -> nn.Module:
+    """3x3 stem, no max-pool (the paper's CIFAR-10 ResNet), Bottleneck stages."""
+    mods: list[nn.Module] = [
+        nn.Conv2d(3, base, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(base),
+        nn.ReLU(),
+    ]
+    cin = base
+    for i, count in enumerate(layers):
+        for j in range(count):
+            mods.append(Bottleneck(cin, base * 2**i, 2 if i and not j else 1))
+            cin = 4 * base * 2**i
+    mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes)]
+    return nn.Sequential(*mods)
+
+
 class GPT(nn.Module):
     """GPT-2-small-shaped decoder (pre-norm blocks, causal mask, tied head), no attention tricks."""
 
@@ -215,7 +252,7 @@ def workloads(tiny: bool) -> list[dict]:
         return ids[:, :-1], ids[:, 1:]
 
     def resnet():
-        return ResNet(Bottleneck, r50, images[1])
+        return resnet50_cifar(r50, images[1])
 
     def transformer():
         _, layers, width, heads, vocab, ctx = gpt

@@ -53,6 +53,13 @@ def test_tiny_run_writes_both_tables(bench, tmp_path):
     assert fused.COUNTS["fused"] > 0  # the fused variants really ran the fused path
 
 
+def test_resnet50_has_resnet50_size(bench):
+    resnet = bench.workloads(tiny=False)[0]["build"]()
+    n = sum(p.numel() for p in resnet.parameters())
+    assert 23.4e6 < n < 23.6e6  # ResNet-50 with a 10-class head (25.6M with 1000 classes)
+    assert len(list(resnet.parameters())) == 161
+
+
 def test_gpt_shape_is_gpt2_small(bench):
     work = bench.workloads(tiny=False)[-1]
     model = torch.device("meta")
