@@ -77,7 +77,8 @@ class ClassIndex:
         try:
             return self.to_label[name]
         except KeyError:
-            raise KeyError(f"unknown class {name!r}; known: {', '.join(self.names[:5])}...") from None
+            known = ", ".join(self.names[:5])
+            raise KeyError(f"unknown class {name!r}; known: {known}...") from None
 
     def name(self, label: int) -> str:
         return self.names[label]
