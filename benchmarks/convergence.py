@@ -99,14 +99,16 @@ def xgrad_rewrite_exe() -> str:
     return exe or shutil.which("xgrad-rewrite") or "xgrad-rewrite"
 
 
-def patch_with_cli(path: pathlib.Path) -> None:
-    """Patch ``path`` in place with the real CLI."""
+def patch_with_cli(paths: list[pathlib.Path]) -> None:
+    """Patch the files in place with the real CLI (one call for all: one interpreter start)."""
     exe = xgrad_rewrite_exe()
-    done = subprocess.run([exe, str(path), "--s", "1"], capture_output=True, text=True)
-    if done.returncode != 0 or "xgrad.predict(" not in path.read_text("utf-8"):
+    done = subprocess.run([exe, *map(str, paths), "--s", "1"], capture_output=True, text=True)
+    missed = [p.name for p in paths if "xgrad.predict(" not in p.read_text("utf-8")]
+    if done.returncode != 0 or missed:
         raise click.ClickException(
-            f"xgrad-rewrite did not patch {path.name} (exit {done.returncode}):\n"
-            f"{done.stdout}{done.stderr}\nrerun with --patch fallback to insert the calls by text"
+            f"xgrad-rewrite did not patch {', '.join(missed) or 'the scripts'} "
+            f"(exit {done.returncode}):\n{done.stdout}{done.stderr}\n"
+            "rerun with --patch fallback to insert the calls by text"
         )
 
 
@@ -134,11 +136,15 @@ def patch_by_text(path: pathlib.Path) -> None:
 
 def prepare(tasks: list[Task], workdir: pathlib.Path, mode: str) -> dict[str, str]:
     """Copy and patch each task's script into ``workdir``; return the diffs by task."""
-    diffs = {}
-    for task in tasks:
-        target = workdir / task.script
+    targets = [workdir / task.script for task in tasks]
+    for task, target in zip(tasks, targets, strict=True):
         shutil.copy(SCRIPTS / task.script, target)
-        (patch_with_cli if mode == "cli" else patch_by_text)(target)
+        if mode == "fallback":
+            patch_by_text(target)
+    if mode == "cli":
+        patch_with_cli(targets)
+    diffs = {}
+    for task, target in zip(tasks, targets, strict=True):
         before = (SCRIPTS / task.script).read_text("utf-8").splitlines(keepends=True)
         after = target.read_text("utf-8").splitlines(keepends=True)
         name = f"convergence_scripts/{task.script}"

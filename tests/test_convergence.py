@@ -142,3 +142,14 @@ def test_report_verdicts_from_saved_runs(tmp_path):
     assert "- Adam: better: S1; worse: S2." in report
     assert "- Adam: better: S1; within noise: S2." in report
     assert (out / "convergence_digits.png").exists() and (out / "convergence_lstm.png").exists()
+
+
+def test_cli_patch_failure_is_reported_not_ignored(tmp_path):
+    """A script the codemod cannot patch stops the benchmark instead of running unpatched."""
+    import click
+
+    convergence = load_convergence()
+    plain = tmp_path / "no_loop.py"
+    plain.write_text("print('no training step here')\n")
+    with pytest.raises(click.ClickException, match=r"(?s)not patch no_loop.py.*--patch fallback"):
+        convergence.patch_with_cli([plain])
