@@ -23,6 +23,7 @@ METRIC = r"accuracy: ([\d.]+)"
 # makes one s exit non-zero after printing a metric.
 STAND_IN = textwrap.dedent(
     """
+    # reads XGRAD_S as xgrad_rewrite.runtime would
     import argparse, os, sys
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=2)
@@ -78,6 +79,7 @@ def test_last_match_takes_first_group_or_whole_match():
 def test_runs_each_s_with_xgrad_s_and_reports_last_metric(script):
     result = invoke(script, "--s", "0,1,2", "--metric", METRIC, "--", "--epochs", "3")
     assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
     # Streamed output carries the run's s; XGRAD_DISABLE from the caller is dropped.
     assert "[s=1] epoch 0 accuracy: 91.00" in result.output
     assert "[s=2] enabled" in result.output
@@ -88,6 +90,15 @@ def test_runs_each_s_with_xgrad_s_and_reports_last_metric(script):
     assert rows["0"][4] == "90.20" and rows["2"][4] == "92.20"  # last epoch, first group
     assert rows["2"][5] == "+2.00"  # difference to s=0
     assert "3 of 3 runs ok" in result.output
+
+
+def test_unpatched_script_gets_a_warning(tmp_path):
+    plain = tmp_path / "plain.py"
+    plain.write_text("print('accuracy: 1.0')\n")
+    result = invoke(str(plain), "--s", "0,1")
+    assert result.exit_code == 0
+    assert "has no xgrad_rewrite call" in result.output
+    assert f"xgrad-rewrite {plain}" in result.output
 
 
 def test_xgrad_disable_in_callers_env_does_not_reach_runs(script):

@@ -94,6 +94,15 @@ def last_match(pattern: re.Pattern[str], line: str) -> str | None:
     return found
 
 
+def looks_patched(script: str) -> bool:
+    """Whether the script mentions the runtime (a patched loop may also live in an import)."""
+    try:
+        with open(script, encoding="utf-8", errors="replace") as fh:
+            return "xgrad_rewrite" in fh.read()
+    except OSError:
+        return False
+
+
 def child_env(s: int, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of the run at ``s``: ``XGRAD_S`` set, unbuffered output, no kill switch."""
     env = dict(os.environ if base is None else base)
@@ -278,6 +287,11 @@ def main(
         value = f", metric {run.metric}" if run.metric is not None else ""
         echo(f"{f'[s={run.s}]':<{width}} -- {run.status} in {run.wall_s:.1f}s{value}")
 
+    if not looks_patched(script):
+        echo(
+            f"warning: {script} has no xgrad_rewrite call; unless the code it imports is patched, "
+            f"every s trains the same. Patch it first: xgrad-rewrite {script}"
+        )
     runs_word = "run" if len(s_values) == 1 else "runs"
     echo(f"xgrad-sweep: {len(s_values)} {runs_word} of {script} (s = {s_text}), {jobs} at a time")
     runs = sweep(script, s_values, script_args, pattern, jobs, python, on_line, on_done, timeout)
