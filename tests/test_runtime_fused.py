@@ -235,6 +235,22 @@ def test_unusual_dtype_and_tensor_subclass_fall_back(monkeypatch):
     assert fused.COUNTS == {"fused": 0, "foreach": 2}
 
 
+def test_state_on_another_device_is_refused_by_the_capture(monkeypatch):
+    opt, params = stepped(optim.SGD, lr=0.1, momentum=0.9)
+    expected = predicted_by("foreach", opt, params, monkeypatch)
+    buf = opt.state[params[1]]["momentum_buffer"]
+    opt.state[params[1]]["momentum_buffer"] = buf.to("meta")  # e.g. offloaded elsewhere
+    states = [opt.state[p] for p in params]
+    batch = Batch(params=params, states=states, group=opt.param_groups[0], theta=params)
+    with pytest.raises(fused._Unfusable, match="offloaded"):
+        fused.capture(xg.registry.rule_for(opt), batch)
+    opt.state[params[1]]["momentum_buffer"] = buf
+    got = predicted_by("fused", opt, params, monkeypatch)
+    assert fused.COUNTS == {"fused": 1, "foreach": 0}
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
 def test_rule_outside_the_captured_ops_falls_back(monkeypatch):
     def delta(batch):  # indexes into a list and calls a non-foreach op: not modelled
         num = torch._foreach_mul([st["momentum_buffer"] for st in batch.states], 2.0)

@@ -134,8 +134,8 @@ class _Capture:
     so the rule's own scalar work on real tensors (`float(step)`) runs at full speed.
     """
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self, n: int, device: torch.device) -> None:
+        self.n, self.device = n, device
         self.ops: list[tuple[str, tuple]] = []
         self.scalars: list[list[float]] = []
         self.inputs: list[list[Tensor]] = []
@@ -200,8 +200,14 @@ class _Capture:
             return ref
         j = self.sources.get(ref[1])
         if j is None:
+            real = [ph.real for ph in xs]
+            if any(
+                type(t) not in _PLAIN or t.layout != torch.strided or t.device != self.device
+                for t in real
+            ):
+                raise _Unfusable(f"{ref[1]}: a sparse, subclassed or offloaded tensor")
             j = self.sources[ref[1]] = len(self.inputs)
-            self.inputs.append([ph.real for ph in xs])
+            self.inputs.append(real)
         return ("in", j)
 
 
@@ -272,7 +278,7 @@ class Captured(Delta):
 def capture(rule: Rule, batch: Batch) -> Captured:
     """Run `rule.delta` on placeholders; raise `_Unfusable` if it leaves the modelled ops."""
     n = len(batch.params)
-    rec = _Capture(n)
+    rec = _Capture(n, batch.params[0].device)
     _ACTIVE.capture = rec
     try:
         delta = rule.delta(_placeholders(batch))
@@ -406,12 +412,12 @@ def _wanted(batch: Batch, mode: str) -> bool:
         return False
     if p.dtype not in DTYPES or not available(p.device.type):
         return False
-    tensors = [*params, *(t for st in batch.states for t in st.values() if isinstance(t, Tensor))]
-    if any(
-        type(t) not in (Tensor, torch.nn.Parameter) or t.layout != torch.strided for t in tensors
-    ):
-        return False
-    return True
+    # The params decide: FSDP2's DTensor states come with DTensor params, and state tensors are
+    # only ever read through the capture, which refuses anything but plain elementwise ops.
+    return all(type(t) in _PLAIN and t.layout == torch.strided for t in params)
+
+
+_PLAIN = (Tensor, torch.nn.Parameter)
 
 
 def _capturing(rule: Rule, mode: str) -> Rule:
