@@ -162,12 +162,21 @@ def revert(module: cst.Module) -> tuple[cst.Module, list[tuple[str, str]]]:
         return module, []
     calls = _Remover(aliases, drop_import=False)
     module = module.visit(calls)
+    # Two more walks of the whole tree (names still used, imports to drop) are only needed when
+    # the text leaves a doubt: each of our import lines holds the alias and the module name
+    # once, so finding no other occurrence proves the answer without a walk.
+    code = module.code
+    ours = [a for statement in module.body if (a := import_alias(statement)) in aliases]
+    maybe_used = {a for a in aliases if len(re.findall(rf"\b{a}\b", code)) > ours.count(a)}
     still_used = {
         name
         for statement in module.body
         if import_alias(statement) is None
-        for name in collect(statement).names & aliases
+        for name in collect(statement).names & maybe_used
     }
     imports = _Remover(aliases - still_used, drop_import=True)
-    module = module.visit(imports) if imports.aliases else module
-    return module, calls.calls
+    if not imports.aliases:
+        return module, calls.calls
+    if code.count(RUNTIME_MODULE) == len(ours):  # no import of the runtime below top level
+        return imports._block(module), calls.calls
+    return module.visit(imports), calls.calls
