@@ -391,7 +391,7 @@ def _key(delta: Captured, params: list[Tensor]) -> tuple:
         delta.num,
         delta.den,
         bool(delta.decay),
-        len(delta.inputs),
+        tuple(inp[0].dtype for inp in delta.inputs),  # states may differ from the params' dtype
         p.device,
         p.dtype,
         shapes,
@@ -423,6 +423,8 @@ def _wanted(batch: Batch, mode: str) -> bool:
     ):
         return False
     if p.dtype not in DTYPES or not available(p.device.type):
+        return False
+    if torch.compiler.is_compiling():  # predict traced inside the user's compiled step
         return False
     # The params decide: FSDP2's DTensor states come with DTensor params, and state tensors are
     # only ever read through the capture, which refuses anything but plain elementwise ops.
