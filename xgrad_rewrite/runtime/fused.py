@@ -175,11 +175,12 @@ class _Capture:
             raise _Unfusable("rule writes into an input (optimizer state or weights)")
         k = len(self.ops)
         self.ops.append((base, operands))
+        ref = ("node", k)  # one tuple shared by the list's placeholders: `is` compares them
         if inplace:  # the same list object now names the new node
             for ph in args[0]:
-                ph.ref = ("node", k)
+                ph.ref = ref
             return args[0]
-        return [_Ph(("node", k), i) for i in range(self.n)]
+        return [_Ph(ref, i) for i in range(self.n)]
 
     def _operand(self, x: Any) -> tuple | None:
         if x is None:
@@ -205,9 +206,8 @@ class _Capture:
         if not isinstance(first, _Ph):
             raise _Unfusable("list of tensors from outside the batch")
         ref = first.ref
-        for i, ph in enumerate(xs):
-            if not isinstance(ph, _Ph) or ph.ref != ref or ph.i != i:
-                raise _Unfusable("list mixes tensors of several sources or reorders them")
+        if not all(type(ph) is _Ph and ph.ref is ref and ph.i == i for i, ph in enumerate(xs)):
+            raise _Unfusable("list mixes tensors of several sources or reorders them")
         if ref[0] == "node":
             return ref
         j = self.sources.get(ref[1])
@@ -239,7 +239,8 @@ class _StateView(dict):
     def __getitem__(self, key: str) -> Any:
         value = super().__getitem__(key)
         if isinstance(value, Tensor) and key != "step" and value.shape == self.shape:
-            return _Ph(("in", "state:" + key), self.i, value)
+            ref = _STATE_REFS.get(key) or _STATE_REFS.setdefault(key, ("in", "state:" + key))
+            return _Ph(ref, self.i, value)
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -252,23 +253,43 @@ class _StateView(dict):
         return [(key, self[key]) for key in self]
 
 
+_STATE_REFS: dict[str, tuple] = {}  # one ref per state key, so `_list_ref` compares by identity
+
+
+class _PlaceholderBatch(Batch):
+    """The batch as a rule sees it in a capture: params, θ and g_t lists of placeholders, made
+    only if the rule reads them (most read only the state)."""
+
+    def __init__(self, batch: Batch) -> None:  # noqa: D107 - Batch's fields, some lazy
+        self._real = batch
+        self.states = [
+            _StateView(st, i, p.shape)
+            for i, (p, st) in enumerate(zip(batch.params, batch.states, strict=True))
+        ]
+        self.group = batch.group
+
+    @staticmethod
+    def _source(name: str, tensors: list[Tensor]) -> list[_Ph]:
+        ref = ("in", name)
+        return [_Ph(ref, i, t) for i, t in enumerate(tensors)]
+
+    @functools.cached_property
+    def params(self) -> list[_Ph]:  # type: ignore[override]
+        return self._source("params", self._real.params)
+
+    @functools.cached_property
+    def theta(self) -> list[_Ph]:  # type: ignore[override]
+        return self._source("theta", self._real.theta)
+
+    @functools.cached_property
+    def grads(self) -> list[_Ph] | None:  # type: ignore[override]
+        grads = self._real.grads
+        return None if grads is None else self._source("grads", grads)
+
+
 def _placeholders(batch: Batch) -> Batch:
     """The batch with every param-shaped tensor replaced by an input placeholder."""
-    params = batch.params
-
-    def source(name: str, tensors: list[Tensor]) -> list[_Ph]:
-        return [_Ph(("in", name), i, t) for i, t in enumerate(tensors)]
-
-    return Batch(
-        params=source("params", params),
-        states=[
-            _StateView(st, i, p.shape)
-            for i, (p, st) in enumerate(zip(params, batch.states, strict=True))
-        ],
-        group=batch.group,
-        grads=None if batch.grads is None else source("grads", batch.grads),
-        theta=source("theta", batch.theta),
-    )
+    return _PlaceholderBatch(batch)
 
 
 @dataclass
