@@ -151,7 +151,9 @@ def main() -> None:
         shutil.copy(MODULE, work / "module.py")
         env = dict(os.environ, NO_COLOR="1")
         env["XGRAD_REWRITE_CACHE_DIR"] = str(work / "cache-setup")
-        subprocess.run([str(BIN / "xgrad-rewrite"), "-q", "patched.py"], cwd=work, check=True)
+        subprocess.run(
+            [str(BIN / "xgrad-rewrite"), "-q", "patched.py"], cwd=work, env=env, check=True
+        )
         rows = cases(work)
         times: dict[tuple[str, str, str], list[float]] = {r[:3]: [] for r in rows}
         codes: dict[tuple[str, str, str], set[int]] = {r[:3]: set() for r in rows}

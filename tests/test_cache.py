@@ -189,6 +189,12 @@ def test_concurrent_writers_merge_and_leave_no_temp_files(tmp_path):
     fresh = Cache.load(Options())
     assert fresh.is_done(str(a)) and fresh.is_done(str(b))
     assert [p.name for p in fresh.file.parent.iterdir()] == [fresh.file.name]
+    a.unlink()  # the next write drops the entry of a file that is gone
+    c = tmp_path / "c.py"
+    c.write_text("z = 3\n")
+    fresh.remember(str(c))
+    fresh.write()
+    assert set(json.loads(fresh.file.read_text())) == {str(b.resolve()), str(c.resolve())}
 
 
 def test_unwritable_cache_dir_is_not_an_error(script, monkeypatch, tmp_path):

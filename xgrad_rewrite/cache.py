@@ -103,7 +103,8 @@ class Cache:
             return
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
-            entries = _read(self.file)
+            # Entries of files that are gone (temp dirs, deleted scripts) are dropped here.
+            entries = {k: v for k, v in _read(self.file).items() if os.path.exists(k)}
             for key, entry in self._dirty.items():
                 if entry is None:
                     entries.pop(key, None)
