@@ -205,6 +205,19 @@ def test_unwritable_cache_dir_is_not_an_error(script, monkeypatch, tmp_path):
     assert "xgrad.predict(optimizer" in script.read_text()
 
 
+def test_no_home_directory_means_no_cache(script, monkeypatch, calls):
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("XGRAD_REWRITE_CACHE_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(pathlib.Path, "home", staticmethod(no_home))
+    assert run(str(script)).exit_code == 0
+    calls.clear()
+    assert run("--check", str(script)).exit_code == 0
+    assert len(calls) == 1  # nothing was cached, and nothing failed
+
+
 def test_a_codemod_source_change_changes_the_key(monkeypatch, tmp_path):
     before = cache_mod.options_key(Options())
     assert cache_mod.options_key(Options(s=2)) != before

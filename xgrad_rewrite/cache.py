@@ -62,14 +62,19 @@ def entry_for(path: str) -> tuple[Entry, bytes] | None:
 class Cache:
     """The entries for one set of options; read once per run, written once at its end."""
 
-    def __init__(self, file: Path, entries: dict[str, Entry]) -> None:
+    def __init__(self, file: Path | None, entries: dict[str, Entry]) -> None:
         self.file = file
         self.entries = entries
         self._dirty: dict[str, Entry | None] = {}  # None: forget the path
 
     @classmethod
     def load(cls, options: Options) -> Cache:
-        file = cache_root() / f"cache.{options_key(options)}.json"
+        """The cache for ``options``; one that is never read or written when there is no
+        place for it (no home directory, unreadable package files)."""
+        try:
+            file = cache_root() / f"cache.{options_key(options)}.json"
+        except (RuntimeError, OSError):  # RuntimeError: Path.home() without a home
+            return cls(None, {})
         return cls(file, _read(file))
 
     def is_done(self, path: str) -> bool:
@@ -99,7 +104,7 @@ class Cache:
     def write(self) -> None:
         """Merge this run's changes into the file on disk, atomically; errors are ignored (a
         cache that cannot be written only makes the next run slower)."""
-        if not self._dirty:
+        if not self._dirty or self.file is None:
             return
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
