@@ -9,7 +9,7 @@ plain training scripts; this copies them, patches the copies with the ``xgrad-re
 runs each patched copy with ``XGRAD_S`` = 0..4 (0 = the base optimizer) through
 :func:`xgrad_rewrite.sweep.run_script`, the runner behind ``xgrad-sweep``.
 
-    python benchmarks/convergence.py            # the full run: ~6 min on 2 idle cores, <= 25 busy
+    python benchmarks/convergence.py            # the full run: 9.4 min on 2 shared cores
     python benchmarks/convergence.py --quick    # a smoke run in well under a minute
 
 Writes ``convergence.md`` (tables), ``convergence.json`` (every epoch of every run) and
