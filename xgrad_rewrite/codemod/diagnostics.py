@@ -1,4 +1,4 @@
-"""Diagnostic codes the codemod emits (documented in docs/sections/codemod.md)."""
+"""Diagnostic codes the codemod emits (documented in README.md, "Diagnostics")."""
 
 from __future__ import annotations
 

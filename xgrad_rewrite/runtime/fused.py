@@ -14,7 +14,7 @@ Fallback to the foreach engine, per batch, whenever the fused path is not sure: 
 complex or subclassed tensor (DTensor), a rule that does something the capture does not model
 (`_Unfusable`), a compile error, or too many kernels. `XGRAD_IMPL=foreach|fused|auto` (read at
 every predict) forces one path; `auto` uses the fused path where it measured faster (see
-`AUTO_DEVICES` and docs/sections/fastpath.md) and only for batches of at least `AUTO_MIN_NUMEL`
+`AUTO_DEVICES` and README.md, "Fast path") and only for batches of at least `AUTO_MIN_NUMEL`
 elements, where the one-off compile pays for itself.
 """
 
