@@ -211,7 +211,7 @@ def test_keep_decay_keeps_decoupled_decay(factory):
         register_builtin()
 
 
-# --- exactness claims (README.md, "Supported optimizers") -------------------------------------------
+# --- exactness claims (README.md, "Supported optimizers") ---------------------------
 
 
 def _two_steps(opt, p, grads):
