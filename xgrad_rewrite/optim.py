@@ -115,6 +115,17 @@ class _MomentOptimizer(torch.optim.Optimizer):
                 grads = torch._foreach_add(grads, params, alpha=wd)
         return grads, lr
 
+    @staticmethod
+    def _prepare_one(p: Tensor, g: Tensor, group: dict[str, Any], lr: float) -> Tensor:
+        """`_prepare` for one tensor (the single-tensor reference path)."""
+        g = -g if group["maximize"] else g
+        if group["weight_decay"]:
+            if group["decoupled_weight_decay"]:
+                p.mul_(1 - lr * group["weight_decay"])
+            else:
+                g = g.add(p, alpha=group["weight_decay"])
+        return g
+
     def _grouped(self, *lists: list[Tensor]) -> Iterable[tuple[list[Tensor], ...]]:
         grouped = self._group_tensors_by_device_and_dtype(list(lists))  # type: ignore[arg-type]
         for tensors, _ in grouped.values():
@@ -146,12 +157,7 @@ class AdaBelief(_MomentOptimizer):
         eps = group["eps"]
         lr = float(group["lr"])
         for p, g, m, s, step in zip(params, grads, exp_avgs, exp_avg_vars, steps, strict=True):
-            g = -g if group["maximize"] else g
-            if group["weight_decay"]:
-                if group["decoupled_weight_decay"]:
-                    p.mul_(1 - lr * group["weight_decay"])
-                else:
-                    g = g.add(p, alpha=group["weight_decay"])
+            g = self._prepare_one(p, g, group, lr)
             step += 1
             t = float(step)
             m.lerp_(g, 1 - beta1)
@@ -194,12 +200,7 @@ class AdaM3(_MomentOptimizer):
         eps = group["eps"]
         lr = float(group["lr"])
         for p, g, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps, strict=True):
-            g = -g if group["maximize"] else g
-            if group["weight_decay"]:
-                if group["decoupled_weight_decay"]:
-                    p.mul_(1 - lr * group["weight_decay"])
-                else:
-                    g = g.add(p, alpha=group["weight_decay"])
+            g = self._prepare_one(p, g, group, lr)
             step += 1
             t = float(step)
             m.lerp_(g, 1 - beta1)
