@@ -81,6 +81,15 @@ def _init(rank: int, port: int) -> None:
     )
 
 
+def _shutdown() -> None:
+    """Tear down only once every rank is done: a rank that exits while the other still talks to
+    it can abort in gloo's threads ("terminate called without an active exception")."""
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def _gathered_equal(flat: torch.Tensor) -> bool:
     copies = [torch.empty_like(flat) for _ in range(WORLD)]
     dist.all_gather(copies, flat)
@@ -103,7 +112,7 @@ def ddp_worker(rank: int, port: int, out: str) -> None:
         if rank == 0:
             torch.save(results, out)
     finally:
-        dist.destroy_process_group()
+        _shutdown()
 
 
 def test_ddp_two_ranks_equal_single_process(tmp_path):
@@ -145,7 +154,7 @@ def fsdp2_worker(rank: int, port: int, out: str) -> None:
         if rank == 0:
             torch.save(results, out)
     finally:
-        dist.destroy_process_group()
+        _shutdown()
 
 
 def test_fsdp2_two_ranks_equal_single_process(tmp_path):
