@@ -19,6 +19,12 @@ _SEMICOLON = cst.Semicolon(
 )
 
 
+def format_s(s: float) -> str:
+    """``2`` for 2.0, ``0.5`` for 0.5: the number as a user would write it."""
+    value = float(s)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 @dataclass(eq=False)
 class Insertion:
     """``code`` (one simple statement, no newline) at ``slot``; ``take_leading`` moves the

@@ -27,7 +27,7 @@ from libcst.metadata import (
 
 from xgrad_rewrite.codemod.api import Diagnostic
 from xgrad_rewrite.codemod.imports import import_slot
-from xgrad_rewrite.codemod.patch import Insertion, apply
+from xgrad_rewrite.codemod.patch import Insertion, apply, format_s
 
 CALLBACK = "XGradCallback"
 HF = "xgrad_rewrite.integrations.transformers"
@@ -55,12 +55,6 @@ STARRED_ARGS = "XG201"  # *args/**kwargs in the call may already pass callbacks
 NOT_A_LIST = "XG202"  # callbacks=<expression>: not a list literal we can append to
 NAME_TAKEN = "XG203"  # `XGradCallback` already names something else in this file
 MIXED_FRAMEWORKS = "XG204"  # Trainers of two frameworks in one file: one callback name only
-
-
-def format_s(s: float) -> str:
-    """``2`` for 2.0, ``0.5`` for 0.5 (as the main codemod writes it)."""
-    value = float(s)
-    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def add_trainer_callbacks(

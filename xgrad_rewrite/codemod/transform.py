@@ -19,14 +19,8 @@ from xgrad_rewrite.codemod.blocks import Slot
 from xgrad_rewrite.codemod.find import Finder, Plan, find
 from xgrad_rewrite.codemod.fx_mode import find_fx
 from xgrad_rewrite.codemod.imports import ALIAS, choose_alias, import_code, import_slot
-from xgrad_rewrite.codemod.patch import Insertion, apply
+from xgrad_rewrite.codemod.patch import Insertion, apply, format_s
 from xgrad_rewrite.codemod.revert import revert
-
-
-def format_s(s: float) -> str:
-    """``2`` for 2.0, ``0.5`` for 0.5: the number as a user would write it."""
-    value = float(s)
-    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def parse(source: str) -> cst.Module:
