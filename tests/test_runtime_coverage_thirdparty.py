@@ -11,13 +11,13 @@ import textwrap
 import pytest
 import reference_coverage as ref
 import torch
+from test_runtime_coverage import run_case as run_reference_case
 
 import xgrad_rewrite.runtime as xg
 from xgrad_rewrite.runtime import registry
 from xgrad_rewrite.runtime.rules import Delta, Rule
 
 THIRD_PARTY = ("lion_pytorch", "timm", "transformers", "bitsandbytes")
-TOLERANCE = {torch.float32: 2e-5, torch.bfloat16: 3e-2}
 
 
 def test_importing_the_runtime_imports_no_third_party_package():
@@ -73,41 +73,10 @@ def test_a_users_rule_registered_first_wins(fresh_registry):
 
 
 def run_case(make, reference, groups, shapes, steps, s, dtype, lr_of=float, tol=None):
-    """`steps` steps with predict/restore around each, then θ̂ against the reference."""
-    gen = torch.Generator().manual_seed(0)
-    params = [
-        [torch.randn(shape, generator=gen).to(dtype).requires_grad_() for shape in shapes]
-        for _ in groups
-    ]
-    frozen = params[0][-1]
-    opt = make([dict(params=ps, **kw) for ps, kw in zip(params, groups, strict=True)])
-    every = [p for ps in params for p in ps]
-    last = {}
-    for _ in range(steps):
-        before = [p.detach().clone() for p in every]
-        xg.predict(opt, s)
-        xg.restore(opt)
-        assert all(torch.equal(a, p) for a, p in zip(before, every, strict=True))
-        for p in every:
-            if p is not frozen:
-                p.grad = torch.randn(p.shape, generator=gen).to(dtype)
-                last[p] = (p.grad.clone(), p.detach().clone())
-        opt.step()
-    theta = {p: p.detach().clone() for p in every}
-    xg.predict(opt, s)
-    tol = tol or TOLERANCE[dtype]
-    for group in opt.param_groups:
-        for p in group["params"]:
-            if p is frozen:
-                assert torch.equal(p, theta[p])
-                continue
-            g_last = ref.last_gradient(*last[p], group, l2=False)
-            d = reference(opt.state[p], group, theta[p], g_last)
-            expected = theta[p].double() - lr_of(group["lr"]) * s * d
-            torch.testing.assert_close(p.detach().double(), expected, rtol=tol, atol=tol)
-            assert not torch.equal(p, theta[p])
-    xg.restore(opt)
-    assert all(torch.equal(p, theta[p]) for p in every)
+    """The coverage driver with dense gradients and no L2 term; every trained parameter moves."""
+    run_reference_case(
+        make, reference, groups, shapes, False, False, steps, s, dtype, tol, lr_of=lr_of, still=0
+    )
 
 
 LION_GROUPS = [dict(lr=1e-3), dict(lr=3e-4, betas=(0.8, 0.9), weight_decay=0.1)]
