@@ -20,11 +20,7 @@ from typing import Any
 import torch
 
 import xgrad_rewrite.runtime as xgrad
-
-
-def _torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:
-    inner = getattr(optimizer, "optimizer", optimizer)  # LightningOptimizer wraps the real one
-    return inner if isinstance(inner, torch.optim.Optimizer) else optimizer
+from xgrad_rewrite.runtime.registry import unwrap  # LightningOptimizer wraps the real one
 
 
 class XGradLightningHooks:
@@ -36,7 +32,7 @@ class XGradLightningHooks:
         self._handles: list[Any] = []
 
     def _optimizers(self, trainer: Any) -> list[torch.optim.Optimizer]:
-        return [_torch_optimizer(o) for o in trainer.optimizers]
+        return [unwrap(o) for o in trainer.optimizers]
 
     def _run_closure_on_prediction(
         self, optimizer: torch.optim.Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -75,7 +71,7 @@ class XGradLightningHooks:
             xgrad.predict(optimizer, self.s)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        xgrad.restore(_torch_optimizer(optimizer))
+        xgrad.restore(optimizer)
 
     def _restore_all(self, trainer: Any) -> None:
         for optimizer in self._optimizers(trainer):

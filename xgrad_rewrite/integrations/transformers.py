@@ -8,7 +8,8 @@
 on θ̂. θt comes back before the step: the runtime's step pre-hook restores inside
 ``optimizer.step()``, and ``on_pre_optimizer_step`` restores explicitly as well, because a step
 that accelerate's ``GradScaler`` skips (fp16 overflow) never reaches that hook. Logging,
-evaluation and checkpoints run after ``on_step_end`` and therefore always see θt.
+evaluation and checkpoints run after ``on_step_end`` and therefore always see θt. The optimizer
+arrives as accelerate's ``AcceleratedOptimizer``; the runtime unwraps it.
 """
 
 from __future__ import annotations
@@ -22,18 +23,6 @@ import xgrad_rewrite.runtime as xgrad
 __all__ = ["XGradCallback"]
 
 
-def _torch_optimizer(optimizer: Any) -> Any:
-    """The optimizer inside accelerate's ``AcceleratedOptimizer``.
-
-    That wrapper subclasses ``torch.optim.Optimizer`` itself, so it is unwrapped here by its
-    ``.optimizer`` attribute rather than by type.
-    """
-    inner = getattr(optimizer, "optimizer", None)
-    while inner is not None:
-        optimizer, inner = inner, getattr(inner, "optimizer", None)
-    return optimizer
-
-
 class XGradCallback(TrainerCallback):
     """Train with XGrad-S``s``: forward and backward on θ̂ = θt − lr·s·Δθ (eq. 31)."""
 
@@ -41,19 +30,19 @@ class XGradCallback(TrainerCallback):
         self.s = s
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        optimizer = _torch_optimizer(kwargs.get("optimizer"))
+        optimizer = kwargs.get("optimizer")
         if optimizer is not None:
             # Fails now, not after the first step, for an optimizer without a rule (DeepSpeed's).
             xgrad.predict(optimizer, self.s)
             xgrad.restore(optimizer)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        optimizer = _torch_optimizer(kwargs.get("optimizer"))
+        optimizer = kwargs.get("optimizer")
         if optimizer is not None:
             xgrad.predict(optimizer, self.s)
 
     def _restore(self, **kwargs: Any) -> None:
-        optimizer = _torch_optimizer(kwargs.get("optimizer"))
+        optimizer = kwargs.get("optimizer")
         if optimizer is not None:
             xgrad.restore(optimizer)
 
