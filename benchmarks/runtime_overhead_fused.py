@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from runtime_overhead import cpu_name, nbytes, resnet50_shapes  # noqa: E402
+from runtime_overhead import cpu_name, nbytes, resnet50_shapes, sync, timed  # noqa: E402
 
 import xgrad_rewrite.runtime as xg  # noqa: E402
 from xgrad_rewrite.optim import AdaBelief, AdaM3  # noqa: E402
@@ -45,11 +45,6 @@ OPTIMIZERS: list[tuple[str, Callable[..., torch.optim.Optimizer], dict]] = [
     ("AdaM3", AdaM3, dict(lr=1e-3)),
 ]
 HAS_FUSED_STEP = {"SGDM", "Adam", "AdamW"}  # torch's own fused=True kernels
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class impl_env:
@@ -67,27 +62,6 @@ class impl_env:
             os.environ.pop("XGRAD_IMPL", None)
         else:
             os.environ["XGRAD_IMPL"] = self.old
-
-
-def best_times(
-    fns: dict[str, Callable[[], None]], device: torch.device, repeats: int
-) -> tuple[dict, dict]:
-    """Minimum wall and process-CPU time of each fn, interleaved round by round.
-
-    Interleaving makes a busy machine hit all alike; CPU time (all threads) is the work done,
-    which load from other processes does not inflate.
-    """
-    wall = {name: float("inf") for name in fns}
-    cpu = dict(wall)
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync(device)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            fn()
-            sync(device)
-            wall[name] = min(wall[name], time.perf_counter() - start)
-            cpu[name] = min(cpu[name], time.process_time() - start_cpu)
-    return wall, cpu
 
 
 # --- part 1: predict+restore per optimizer ------------------------------------------------------
@@ -131,7 +105,9 @@ def kernel_row(name, cls, kwargs, shapes, device, repeats) -> dict:
                 xg.restore(opt)
 
         fns[f"xgrad {which}"] = predict_restore
-    best, cpu = best_times(fns, device, repeats)
+    times = timed(fns, device, repeats)  # name -> [best wall s, best CPU s]
+    best = {k: wall for k, (wall, _) in times.items()}
+    cpu = {k: cpu_s for k, (_, cpu_s) in times.items()}
     error = max(
         ((a.double() - b.double()).abs().max().item())
         for a, b in zip(predicted["foreach"], predicted["fused"], strict=True)
