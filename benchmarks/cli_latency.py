@@ -27,6 +27,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for `machine`
+
+from machine import cpu_model  # noqa: E402
+
 HERE = pathlib.Path(__file__).resolve().parent
 SCRIPT = HERE / "data" / "train_imagenet_style.py"
 MODULE = HERE / "data" / "dataset_utils_style.py"
@@ -40,12 +44,8 @@ def timed(cmd: list[str], cwd: pathlib.Path, env: dict[str, str]) -> tuple[float
 
 
 def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next(ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if "Model name" in ln)
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu_model()}, {os.cpu_count()} cores visible, {system}"
 
 
 def version(dist: str) -> str:

@@ -25,7 +25,6 @@ import json
 import os
 import pathlib
 import platform
-import re
 import shlex
 import shutil
 import statistics
@@ -40,7 +39,11 @@ from dataclasses import dataclass, field
 import click
 from tqdm import tqdm
 
-from xgrad_rewrite.sweep import run_script
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for `machine`
+
+from machine import cpu_model  # noqa: E402
+
+from xgrad_rewrite.sweep import run_script  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 SCRIPTS = HERE / "convergence_scripts"
@@ -326,14 +329,7 @@ def plot(task: Task, jobs: list[Job], path: pathlib.Path) -> None:
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        found = re.search(r"Model name:\s*(.+)", lscpu)
-        model = found.group(1).strip() if found else model
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
 def report(ctx: dict, jobs: list[Job], tasks: list[Task]) -> str:

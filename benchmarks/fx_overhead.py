@@ -24,7 +24,6 @@ import copy
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -33,8 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import xgrad_rewrite.fx as xfx
-import xgrad_rewrite.runtime as xg
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for our helpers
+
+from machine import cpu_model  # noqa: E402
+from runtime_overhead import sync  # noqa: E402
+
+import xgrad_rewrite.fx as xfx  # noqa: E402
+import xgrad_rewrite.runtime as xg  # noqa: E402
 
 
 def mlp() -> nn.Module:
@@ -63,11 +67,6 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
     "SGDM": (torch.optim.SGD, dict(lr=0.01, momentum=0.9, weight_decay=5e-4)),
     "Adam": (torch.optim.Adam, dict(lr=1e-3)),
 }
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def median_ms(fn: Callable[[], None], device: torch.device, n: int = 20) -> float:
@@ -131,15 +130,6 @@ def measure(model_name: str, opt_name: str, device: torch.device, steps: int, ro
     return result
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line]
-    return names[0] if names else platform.processor() or "unknown CPU"
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -166,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         machine = torch.cuda.get_device_name(device)
     else:
-        machine = f"{cpu_name()}, {os.cpu_count()} cores visible, {args.threads} torch threads"
+        machine = f"{cpu_model()}, {os.cpu_count()} cores visible, {args.threads} torch threads"
     report = "\n".join(
         [
             "# FX path overhead: step time of base vs eager predict/restore vs FX",

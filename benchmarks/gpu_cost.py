@@ -21,7 +21,7 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +31,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import xgrad_rewrite.runtime as xgrad
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for `machine`
+
+from machine import cpu_model  # noqa: E402
+
+import xgrad_rewrite.runtime as xgrad  # noqa: E402
 
 PAPER = {"sgdm": (5.67, 1.8), "adam": (11.21, 5.0)}  # (% time, % peak memory) over the base
 TARGET_TIME_PCT = 3.0  # issue 7: below the paper's, <= 3 % at batch 128
@@ -247,15 +251,7 @@ class Row:
 
 
 def describe_machine(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        cpu = next(
-            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if "Model name" in ln), cpu
-        )
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} cores"
+    text = f"{cpu_model()}, {os.cpu_count()} cores"
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         gib = props.total_memory / 2**30

@@ -20,16 +20,19 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 
 import torch
 
-import xgrad_rewrite.runtime as xg
-from xgrad_rewrite.optim import AdaBelief, AdaM3
-from xgrad_rewrite.runtime import api
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for `machine`
+
+from machine import cpu_model  # noqa: E402
+
+import xgrad_rewrite.runtime as xg  # noqa: E402
+from xgrad_rewrite.optim import AdaBelief, AdaM3  # noqa: E402
+from xgrad_rewrite.runtime import api  # noqa: E402
 
 
 def resnet50_shapes() -> list[tuple[int, ...]]:
@@ -138,16 +141,6 @@ def measure(name, cls, kwargs, shapes, device, repeats) -> dict:
     )
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        return next(
-            line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line
-        )
-    except (OSError, IndexError):
-        return platform.processor() or "unknown CPU"
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -170,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         except (RuntimeError, ValueError) as error:  # e.g. fused=True where unsupported
             rows.append(dict(name=name, error=str(error).splitlines()[0]))
         print(rows[-1], flush=True)
-    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     lines = [
         f"# XGrad runtime overhead ({device.type})",
         "",

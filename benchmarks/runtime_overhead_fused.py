@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from runtime_overhead import cpu_name, nbytes, resnet50_shapes, sync, timed  # noqa: E402
+from machine import cpu_model  # noqa: E402
+from runtime_overhead import nbytes, resnet50_shapes, sync, timed  # noqa: E402
 
 import xgrad_rewrite.runtime as xg  # noqa: E402
 from xgrad_rewrite.optim import AdaBelief, AdaM3  # noqa: E402
@@ -366,7 +367,7 @@ def main(argv: list[str] | None = None) -> str:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     shapes = resnet50_shapes()
     if args.tiny:
         shapes = [(8, 4, 3, 3), (8,), (8,), (10, 8)]
