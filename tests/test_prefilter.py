@@ -112,7 +112,9 @@ def test_syntax_error_still_raises_with_position() -> None:
     assert (info.value.line, info.value.column) == (2, 4)
 
 
-def _cli_libcst_loaded(tmp_path: pathlib.Path, name: str, text: str) -> tuple[int, str, bool]:
+def _cli_libcst_loaded(
+    tmp_path: pathlib.Path, name: str, text: str, *options: str
+) -> tuple[int, str, bool]:
     """Run the CLI in a fresh interpreter; its exit code, stderr, and whether libcst got loaded."""
     (tmp_path / name).write_text(text)
     code = textwrap.dedent(
@@ -120,21 +122,33 @@ def _cli_libcst_loaded(tmp_path: pathlib.Path, name: str, text: str) -> tuple[in
         import sys
         from xgrad_rewrite.cli import main
         try:
-            main(["--no-cache", "--check", sys.argv[1]])
+            main(["--no-cache", *sys.argv[2:], sys.argv[1]])
         except SystemExit as e:
             print(e.code, "libcst" in sys.modules)
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, name], cwd=tmp_path, capture_output=True, text=True
+        [sys.executable, "-c", code, name, *(options or ("--check",))],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
-    exit_code, loaded = proc.stdout.split()
+    exit_code, loaded = proc.stdout.split()[-2:]  # after any diff on stdout
     return int(exit_code), proc.stderr, loaded == "True"
 
 
 def test_cli_never_imports_libcst_for_a_file_without_a_step(tmp_path) -> None:
     assert _cli_libcst_loaded(tmp_path, "plain.py", PLAIN)[::2] == (0, False)
-    assert _cli_libcst_loaded(tmp_path, "train.py", TRAIN)[::2] == (1, True)  # the control
+
+
+def test_check_of_an_unpatched_training_script_answers_without_libcst(tmp_path) -> None:
+    """The analysis runs on the stdlib ast; libcst is loaded only to make the new text."""
+    assert _cli_libcst_loaded(tmp_path, "train.py", TRAIN)[::2] == (1, False)
+    assert _cli_libcst_loaded(tmp_path, "train.py", TRAIN, "--check", "-v")[::2] == (1, False)
+    # the controls: showing the diff or writing makes the text, with libcst
+    assert _cli_libcst_loaded(tmp_path, "train.py", TRAIN, "--diff")[::2] == (1, True)
+    assert _cli_libcst_loaded(tmp_path, "train.py", TRAIN, "-q")[::2] == (1, True)
+    assert "xgrad.predict(" in (tmp_path / "train.py").read_text()
 
 
 def test_cli_syntax_error_in_a_file_without_a_step(tmp_path) -> None:

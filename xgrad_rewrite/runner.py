@@ -94,8 +94,11 @@ def _python(job: Job, text: str, out: Outcome) -> str:
         out.warnings.append(_diagnostic(job.path, d.line, d.column, d))
     if job.verbose:
         out.details.extend(_step_line(job.path, s, _line, _line) for s in result.steps)
-    if not result.changed or result.text == text:
+    if not result.changed:
         return text
+    if not (job.write or job.diff):
+        out.changed = True
+        return text  # --check: the answer is known without making the new text (or libcst)
     import ast
 
     try:

@@ -6,7 +6,8 @@ touches disk and never imports torch; the CLI does all IO around it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 Severity = Literal["info", "warning", "error"]
@@ -51,14 +52,47 @@ class StepReport:
     restore_line: int | None
 
 
-@dataclass(frozen=True)
 class Result:
-    """The rewritten text and everything the codemod has to say about it."""
+    """The rewritten text and everything the codemod has to say about it.
 
-    text: str
-    changed: bool
-    diagnostics: tuple[Diagnostic, ...] = ()
-    steps: tuple[StepReport, ...] = field(default=())
+    ``text`` may be given as a function that makes it: ``changed``, ``diagnostics`` and ``steps``
+    come from the analysis alone, and ``--check`` never needs the text, so it never pays for
+    loading libcst to write it.
+    """
+
+    __slots__ = ("_text", "changed", "diagnostics", "steps")
+
+    def __init__(
+        self,
+        text: str | Callable[[], str],
+        changed: bool,
+        diagnostics: tuple[Diagnostic, ...] = (),
+        steps: tuple[StepReport, ...] = (),
+    ) -> None:
+        self._text = text
+        self.changed = changed
+        self.diagnostics = diagnostics
+        self.steps = steps
+
+    @property
+    def text(self) -> str:
+        if not isinstance(self._text, str):
+            self._text = self._text()
+        return self._text
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.text, self.changed, self.diagnostics, self.steps)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Result) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Result(text={self.text!r}, changed={self.changed!r}, "
+            f"diagnostics={self.diagnostics!r}, steps={self.steps!r})"
+        )
 
 
 class ParseError(ValueError):

@@ -1,61 +1,80 @@
-"""One walk over the module that gathers every node the finder asks about (in source order).
-
-libcst matchers' ``findall`` walks the whole tree per question; a training script asks a
-dozen of them, so the codemod walks once here and filters the lists.
-"""
+"""One walk over the tree that gathers every node the analysis asks about (in source order),
+each node's parent, and the block each statement sits in."""
 
 from __future__ import annotations
 
-import libcst as cst
+import ast
+
+from xgrad_rewrite.codemod.blocks import FUNCTIONS, Block
 
 
-class Collected(cst.CSTVisitor):
-    """Also records each node's parent (what ParentNodeProvider gives, without another walk)."""
-
+class Collected:
     def __init__(self) -> None:
-        self.parents: dict[cst.CSTNode, cst.CSTNode] = {}
-        self._stack: list[cst.CSTNode] = []
-        self.calls: list[cst.Call] = []
-        self.attributes: list[cst.Attribute] = []
-        self.fors: list[cst.For] = []
-        self.exprs: list[cst.Expr] = []
-        self.assigns: list[cst.Assign] = []
-        self.functions: list[cst.FunctionDef] = []
-        self.names: set[str] = set()
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if self._stack:
-            self.parents[node] = self._stack[-1]
-        self._stack.append(node)
-        return super().on_visit(node)
-
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        super().on_leave(original_node)
-        self._stack.pop()
-
-    def visit_Call(self, node: cst.Call) -> None:
-        self.calls.append(node)
-
-    def visit_Attribute(self, node: cst.Attribute) -> None:
-        self.attributes.append(node)
-
-    def visit_For(self, node: cst.For) -> None:
-        self.fors.append(node)
-
-    def visit_Expr(self, node: cst.Expr) -> None:
-        self.exprs.append(node)
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        self.assigns.append(node)
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self.functions.append(node)
-
-    def visit_Name(self, node: cst.Name) -> None:
-        self.names.add(node.value)
+        self.parents: dict[ast.AST, ast.AST] = {}
+        self.blocks: dict[ast.stmt, Block] = {}
+        self.calls: list[ast.Call] = []
+        self.attributes: list[ast.Attribute] = []
+        self.fors: list[ast.For | ast.AsyncFor] = []
+        self.exprs: list[ast.Expr] = []
+        self.assigns: list[ast.Assign] = []
+        self.functions: list[ast.FunctionDef | ast.AsyncFunctionDef] = []
+        self.names: set[str] = set()  # every identifier written in the file
 
 
-def collect(module: cst.Module) -> Collected:
-    collected = Collected()
-    module.visit(collected)
-    return collected
+_KINDS: dict[type, str] = {
+    ast.Call: "calls",
+    ast.Attribute: "attributes",
+    ast.For: "fors",
+    ast.AsyncFor: "fors",
+    ast.Expr: "exprs",
+    ast.Assign: "assigns",
+    ast.FunctionDef: "functions",
+    ast.AsyncFunctionDef: "functions",
+}
+
+
+def collect(tree: ast.AST) -> Collected:
+    """Depth first, in source order (what libcst visitors gave, and what pairing relies on)."""
+    out = Collected()
+    parents, blocks, names = out.parents, out.blocks, out.names
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        kind = _KINDS.get(type(node))
+        if kind is not None:
+            getattr(out, kind).append(node)
+        name = _identifier(node)
+        if name is not None:
+            names.add(name)
+        children: list[ast.AST] = []
+        for field, value in ast.iter_fields(node):
+            if isinstance(value, list):
+                for child in value:
+                    if isinstance(child, ast.AST):
+                        children.append(child)
+                        if isinstance(child, ast.stmt):
+                            blocks[child] = (node, field)
+            elif isinstance(value, ast.AST):
+                children.append(value)
+        for child in children:
+            parents[child] = node
+        stack.extend(reversed(children))
+    return out
+
+
+def _identifier(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, (*FUNCTIONS, ast.ClassDef)):
+        return node.name
+    if isinstance(node, ast.arg):
+        return node.arg
+    if isinstance(node, ast.keyword):
+        return node.arg
+    if isinstance(node, ast.alias):
+        return node.asname or node.name.split(".", 1)[0]
+    if isinstance(node, ast.ExceptHandler):
+        return node.name
+    return None

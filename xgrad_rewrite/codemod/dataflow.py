@@ -8,11 +8,11 @@ the data loading around it (design.md, "Codemod contract").
 
 from __future__ import annotations
 
+import ast
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-import libcst as cst
-
-from xgrad_rewrite.codemod.blocks import Block, Item, Navigator, items_of
+from xgrad_rewrite.codemod.blocks import FUNCTIONS, Block, Navigator, is_module, items_of
 
 # Calls that move or reshape data rather than run a model: a statement made only of these is not
 # a forward, so prediction need not start before it (it is harmless either way).
@@ -45,33 +45,43 @@ MUTATORS: frozenset[str] = frozenset(
 NO_GRAD_CONTEXTS: frozenset[str] = frozenset({"no_grad", "inference_mode"})
 
 
-def dotted(node: cst.CSTNode) -> str | None:
+def dotted(node: ast.AST) -> str | None:
     """``a.b.c`` for a Name/Attribute chain, the base's dotted name for ``a[i]``, else None."""
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
         base = dotted(node.value)
-        return None if base is None else f"{base}.{node.attr.value}"
-    if isinstance(node, cst.Subscript):
+        return None if base is None else f"{base}.{node.attr}"
+    if isinstance(node, ast.Subscript):
         return dotted(node.value)
     return None
 
 
-def callee_name(call: cst.Call) -> str | None:
+def callee_name(call: ast.Call) -> str | None:
     """The called name's last part: ``clip_grad_norm_`` for ``torch.nn.utils.clip_grad_norm_``."""
     func = call.func
-    if isinstance(func, cst.Attribute):
-        return func.attr.value
-    if isinstance(func, cst.Name):
-        return func.value
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    if isinstance(func, ast.Name):
+        return func.id
     return None
 
 
-def _target_names(target: cst.CSTNode, out: set[str]) -> None:
-    if isinstance(target, (cst.Tuple, cst.List)):
-        for element in target.elements:
-            _target_names(element.value, out)
-    elif isinstance(target, cst.StarredElement):
+def arg_values(call: ast.Call) -> list[ast.expr]:
+    """Every argument's value in source order: positional (``*a`` as ``a``), then keywords."""
+    values = [a.value if isinstance(a, ast.Starred) else a for a in call.args]
+    return values + [k.value for k in call.keywords]
+
+
+def positional(call: ast.Call) -> list[ast.expr]:
+    return [a.value if isinstance(a, ast.Starred) else a for a in call.args]
+
+
+def _target_names(target: ast.AST, out: set[str]) -> None:
+    if isinstance(target, (ast.Tuple, ast.List)):
+        for element in target.elts:
+            _target_names(element, out)
+    elif isinstance(target, ast.Starred):
         _target_names(target.value, out)
     else:
         name = dotted(target)
@@ -79,97 +89,99 @@ def _target_names(target: cst.CSTNode, out: set[str]) -> None:
             out.add(name)
 
 
-class _Defs(cst.CSTVisitor):
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-
-    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-        _target_names(node.target, self.names)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        _target_names(node.target, self.names)
-
-    def visit_AugAssign(self, node: cst.AugAssign) -> None:
-        _target_names(node.target, self.names)
-
-    def visit_For(self, node: cst.For) -> None:
-        _target_names(node.target, self.names)
-
-    def visit_AsName(self, node: cst.AsName) -> None:
-        _target_names(node.name, self.names)
-
-    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
-        _target_names(node.target, self.names)
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-        self.names.add(node.name.value)
-        return False
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        self.names.add(node.name.value)
-        return False
-
-    def visit_Lambda(self, node: cst.Lambda) -> bool:
-        return False
-
-    def visit_Call(self, node: cst.Call) -> None:
-        # In-place container updates build a value as much as an assignment does:
-        # `log_probs.append(dist.log_prob(a))` in a rollout loop defines `log_probs`.
-        func = node.func
-        if isinstance(func, cst.Attribute) and func.attr.value in MUTATORS:
-            name = dotted(func.value)
-            if name is not None:
-                self.names.add(name)
+def _children(node: ast.AST) -> Iterator[ast.AST]:
+    return ast.iter_child_nodes(node)
 
 
-class _Uses(cst.CSTVisitor):
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-
-    def visit_Attribute(self, node: cst.Attribute) -> bool:
-        name = dotted(node)
-        if name is None:
-            return True
-        self.names.add(name)
-        return False
-
-    def visit_Name(self, node: cst.Name) -> None:
-        self.names.add(node.value)
-
-
-def defs(node: cst.CSTNode) -> set[str]:
+def defs(node: ast.AST) -> set[str]:
     """Dotted names a statement (or anything nested in it) assigns."""
-    visitor = _Defs()
-    node.visit(visitor)
-    return visitor.names
+    names: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (*FUNCTIONS, ast.ClassDef)):
+            names.add(current.name)
+            continue
+        if isinstance(current, ast.Lambda):
+            continue
+        if isinstance(current, ast.Assign):
+            for target in current.targets:
+                _target_names(target, names)
+        elif isinstance(current, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
+            _target_names(current.target, names)
+        elif isinstance(current, ast.NamedExpr):
+            _target_names(current.target, names)
+        elif isinstance(current, ast.withitem) and current.optional_vars is not None:
+            _target_names(current.optional_vars, names)
+        elif isinstance(current, ast.ExceptHandler) and current.name:
+            names.add(current.name)
+        elif isinstance(current, ast.alias) and current.asname:
+            names.add(current.asname)
+        elif isinstance(current, ast.Call):
+            # In-place container updates build a value as much as an assignment does:
+            # `log_probs.append(dist.log_prob(a))` in a rollout loop defines `log_probs`.
+            func = current.func
+            if isinstance(func, ast.Attribute) and func.attr in MUTATORS:
+                name = dotted(func.value)
+                if name is not None:
+                    names.add(name)
+        stack.extend(_children(current))
+    return names
 
 
-def uses(node: cst.CSTNode) -> set[str]:
-    """Dotted names a statement mentions (an over-approximation of what it reads)."""
-    visitor = _Uses()
-    node.visit(visitor)
-    return visitor.names
+def uses(node: ast.AST) -> set[str]:
+    """Dotted names a statement mentions (an over-approximation of what it reads): names,
+    attribute chains, keyword-argument and parameter names."""
+    names: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, ast.Attribute):
+            name = dotted(current)
+            if name is not None:
+                names.add(name)
+                continue
+            names.add(current.attr)
+        elif isinstance(current, ast.Name):
+            names.add(current.id)
+        elif isinstance(current, ast.keyword) and current.arg:
+            names.add(current.arg)
+        elif isinstance(current, ast.arg):
+            names.add(current.arg)
+        elif isinstance(current, (*FUNCTIONS, ast.ClassDef)):
+            names.add(current.name)
+        elif isinstance(current, ast.alias):
+            names.add(current.name)
+            if current.asname:
+                names.add(current.asname)
+        elif isinstance(current, ast.ExceptHandler) and current.name:
+            names.add(current.name)
+        stack.extend(_children(current))
+    return names
 
 
-def kills(node: cst.CSTNode) -> set[str]:
+def kills(node: ast.AST) -> set[str]:
     """Names a plain assignment rebinds completely (``x = ...``; not ``x[i] = ...``, not a
     definition inside a branch), so earlier definitions of them no longer matter."""
-    if not isinstance(node, (cst.Assign, cst.AnnAssign)):
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, ast.AnnAssign):
+        targets = [node.target]
+    else:
         return set()
-    targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
     out: set[str] = set()
     for target in targets:
-        elements = target.elements if isinstance(target, (cst.Tuple, cst.List)) else [target]
+        elements = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
         for element in elements:
-            value = element.value if isinstance(element, cst.BaseElement) else element
-            if isinstance(value, (cst.Name, cst.Attribute)) and (name := dotted(value)):
+            value = element.value if isinstance(element, ast.Starred) else element
+            if isinstance(value, (ast.Name, ast.Attribute)) and (name := dotted(value)):
                 out.add(name)
     return out
 
 
-def reads(node: cst.CSTNode) -> set[str]:
+def reads(node: ast.AST) -> set[str]:
     """What a statement reads: the right-hand side of an assignment, else everything in it."""
-    if isinstance(node, (cst.Assign, cst.AnnAssign)) and node.value is not None:
+    if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
         return uses(node.value)
     return uses(node)
 
@@ -178,9 +190,9 @@ def satisfies(defined: set[str], needed: set[str]) -> bool:
     return any(n == d or n.startswith(d + ".") for d in defined for n in needed)
 
 
-def is_no_grad(with_item: cst.WithItem) -> bool:
-    call = with_item.item
-    return isinstance(call, cst.Call) and callee_name(call) in NO_GRAD_CONTEXTS
+def is_no_grad(item: ast.withitem) -> bool:
+    call = item.context_expr
+    return isinstance(call, ast.Call) and callee_name(call) in NO_GRAD_CONTEXTS
 
 
 @dataclass(frozen=True)
@@ -195,48 +207,40 @@ class Modules:
         return name is not None and any(name == t or name.startswith(t + ".") for t in self.trained)
 
 
-class _Forward(cst.CSTVisitor):
-    """Finds a call that runs a trained module: the module itself, one of its methods, or a
+def is_forward(node: ast.AST, modules: Modules) -> bool:
+    """Whether ``node`` runs a trained module: the module itself, one of its methods, or a
     helper it is passed to (``compute_loss(model, batch)``); never a frozen module, never under
-    ``torch.no_grad()`` / ``torch.inference_mode()``. With no module names known at all, any call
-    that is not a data call counts."""
+    ``torch.no_grad()`` / ``torch.inference_mode()``. With no module names known at all, any
+    call that is not a data call counts."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (ast.With, ast.AsyncWith)):
+            if any(is_no_grad(i) for i in current.items):
+                continue
+        elif isinstance(current, (*FUNCTIONS, ast.Lambda)):
+            continue
+        elif isinstance(current, ast.Call) and _runs_module(current, modules):
+            return True
+        stack.extend(_children(current))
+    return False
 
-    def __init__(self, modules: Modules) -> None:
-        self.modules = modules
-        self.found = False
 
-    def visit_With(self, node: cst.With) -> bool:
-        return not any(is_no_grad(i) for i in node.items)
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+def _runs_module(call: ast.Call, modules: Modules) -> bool:
+    if callee_name(call) in DATA_CALLS:
         return False
-
-    def visit_Lambda(self, node: cst.Lambda) -> bool:
+    target = dotted(call.func)
+    if target is not None and target in modules.frozen:
         return False
-
-    def visit_Call(self, node: cst.Call) -> None:
-        name = callee_name(node)
-        if name in DATA_CALLS:
-            return
-        target = dotted(node.func)
-        if target is not None and target in self.modules.frozen:
-            return
-        if not self.modules.trained:
-            self.found = True
-        elif self.modules.is_module(target) or any(
-            self.modules.is_module(dotted(a.value)) and dotted(a.value) not in self.modules.frozen
-            for a in node.args
-        ):
-            self.found = True
+    if not modules.trained:
+        return True
+    return modules.is_module(target) or any(
+        modules.is_module(name := dotted(value)) and name not in modules.frozen
+        for value in arg_values(call)
+    )
 
 
-def is_forward(node: cst.CSTNode, modules: Modules) -> bool:
-    visitor = _Forward(modules)
-    node.visit(visitor)
-    return visitor.found
-
-
-def find_modules(calls: list[cst.Call], fors: list[cst.For]) -> Modules:
+def find_modules(calls: list[ast.Call], fors: list[ast.For | ast.AsyncFor]) -> Modules:
     """Trainable and frozen modules: frozen are those with ``X.requires_grad_(False)``,
     ``X.eval()`` and no ``X.train()`` anywhere, or ``for p in X.parameters(): p.requires_grad =
     False``."""
@@ -245,121 +249,100 @@ def find_modules(calls: list[cst.Call], fors: list[cst.For]) -> Modules:
     frozen: set[str] = set()
     seen: set[str] = set()
     for call in calls:
-        if not isinstance(call.func, cst.Attribute):
+        if not isinstance(call.func, ast.Attribute):
             continue
         owner = dotted(call.func.value)
         if owner is None:
             continue
-        attr = call.func.attr.value
+        attr = call.func.attr
         if attr in ("parameters", "named_parameters", "train", "eval"):
             seen.add(owner)
         if attr == "eval":
             evals.add(owner)
         elif attr == "train":
             trains.add(owner)
-        elif attr == "requires_grad_" and call.args and _is_false(call.args[0].value):
+        elif attr == "requires_grad_" and (values := arg_values(call)) and _is_false(values[0]):
             frozen.add(owner)
     for loop in fors:
         it = loop.iter
         if not (
-            isinstance(it, cst.Call)
-            and isinstance(it.func, cst.Attribute)
-            and it.func.attr.value == "parameters"
+            isinstance(it, ast.Call)
+            and isinstance(it.func, ast.Attribute)
+            and it.func.attr == "parameters"
         ):
             continue
         owner = dotted(it.func.value)
-        if owner is not None and any(_sets_requires_grad_false(i.node) for i in _all_items(loop)):
+        if owner is not None and any(_sets_requires_grad_false(s) for s in loop.body):
             frozen.add(owner)
     frozen |= evals - trains
     return Modules(frozenset(seen - frozen), frozenset(frozen))
 
 
-def _all_items(loop: cst.For) -> list[Item]:
-    body = loop.body
-    return items_of(body) if isinstance(body, (cst.IndentedBlock, cst.SimpleStatementSuite)) else []
-
-
-def _sets_requires_grad_false(node: cst.CSTNode) -> bool:
+def _sets_requires_grad_false(node: ast.stmt) -> bool:
     return (
-        isinstance(node, cst.Assign)
-        and any(
-            isinstance(t.target, cst.Attribute) and t.target.attr.value == "requires_grad"
-            for t in node.targets
-        )
+        isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Attribute) and t.attr == "requires_grad" for t in node.targets)
         and _is_false(node.value)
     )
 
 
-def _is_false(node: cst.BaseExpression) -> bool:
-    return isinstance(node, cst.Name) and node.value == "False"
+def _is_false(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is False
 
 
-def is_prep(item: Item, optimizer: str) -> bool:
+def is_prep(item: ast.stmt, optimizer: str) -> bool:
     """Whether ``item`` only prepares gradients for the step (``scaler.unscale_(opt)``, clipping,
     or an ``if grad_clip:`` block made of those)."""
-    node = item.node
-    if isinstance(node, cst.If):
-        inner = [i for block in _if_blocks(node) for i in items_of(block)]
+    if isinstance(item, ast.If):
+        inner = [*item.body, *item.orelse]
         return bool(inner) and all(is_prep(i, optimizer) for i in inner)
     value = None
-    if isinstance(node, cst.Expr):
-        value = node.value
-    elif isinstance(node, (cst.Assign, cst.AnnAssign, cst.AugAssign)):
-        value = node.value
-    return isinstance(value, cst.Call) and callee_name(value) in PREP_CALLS
-
-
-def _if_blocks(node: cst.If) -> list[Block]:
-    blocks: list[Block] = [node.body]
-    orelse = node.orelse
-    if isinstance(orelse, cst.Else):
-        blocks.append(orelse.body)
-    elif isinstance(orelse, cst.If):
-        blocks.extend(_if_blocks(orelse))
-    return blocks
+    if isinstance(item, (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        value = item.value
+    return isinstance(value, ast.Call) and callee_name(value) in PREP_CALLS
 
 
 def predict_item(
     nav: Navigator,
-    start: tuple[Item, Block],
+    start: tuple[ast.stmt, Block],
     needed: set[str],
     bound: Block,
     modules: Modules,
     loss_runs_forward: bool = False,
-) -> Item | None:
+) -> ast.stmt | None:
     """The earliest forward the loss depends on, walking back from the backward through its
     block and the enclosing blocks up to ``bound`` (the body of the loop that repeats the step)."""
     item, block = start
     needed = set(needed)
     # `F.cross_entropy(model(x), y).backward()`: the forward is in the backward's own statement.
-    best: Item | None = item if loss_runs_forward else None
+    best: ast.stmt | None = item if loss_runs_forward else None
     while True:
         items = items_of(block)
-        index = next(i for i, it in enumerate(items) if it.same(item))
+        index = next(i for i, it in enumerate(items) if it is item)
         for earlier in reversed(items[:index]):
-            if satisfies(defs(earlier.node), needed):
-                needed = {n for n in needed if not satisfies(kills(earlier.node), {n})}
-                needed |= reads(earlier.node)
-                if is_forward(earlier.node, modules):
+            if satisfies(defs(earlier), needed):
+                needed = {n for n in needed if not satisfies(kills(earlier), {n})}
+                needed |= reads(earlier)
+                if is_forward(earlier, modules):
                     best = earlier
-        if block is bound or isinstance(block, cst.Module):
+        if block == bound or is_module(block):
             return best
-        owner = nav.item_of(block)
-        if owner is None:
-            return best
-        if isinstance(owner[0].node, (cst.FunctionDef, cst.ClassDef)):
+        owner = nav.owner_item(block)
+        if owner is None or isinstance(owner[0], (*FUNCTIONS, ast.ClassDef)):
             return best
         item, block = owner
 
 
-def restore_item(step: tuple[Item, Block], backward: Item | None, optimizer: str) -> Item:
+def restore_item(
+    step: tuple[ast.stmt, Block], backward: ast.stmt | None, optimizer: str
+) -> ast.stmt:
     """The step, or the first of the gradient-preparing statements right before it."""
     item, block = step
     items = items_of(block)
-    index = next(i for i, it in enumerate(items) if it.same(item))
+    index = next(i for i, it in enumerate(items) if it is item)
     while index > 0:
         earlier = items[index - 1]
-        if backward is not None and earlier.same(backward):
+        if backward is not None and earlier is backward:
             break
         if not is_prep(earlier, optimizer):
             break

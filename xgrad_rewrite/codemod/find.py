@@ -6,53 +6,51 @@ step, the predict and restore slots, or the diagnostic saying why not); :mod:`.p
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
-
-import libcst as cst
-from libcst.metadata import (
-    MetadataWrapper,
-    PositionProvider,
-    ScopeProvider,
-)
 
 from xgrad_rewrite.codemod import diagnostics as codes
 from xgrad_rewrite.codemod.api import Options
-from xgrad_rewrite.codemod.blocks import Block, Item, Navigator, Slot
+from xgrad_rewrite.codemod.blocks import FUNCTIONS, Block, Navigator, Slot
 from xgrad_rewrite.codemod.collect import collect
 from xgrad_rewrite.codemod.dataflow import (
     Modules,
+    arg_values,
     callee_name,
     dotted,
     find_modules,
     is_forward,
+    positional,
     predict_item,
     restore_item,
     uses,
 )
 from xgrad_rewrite.codemod.identity import Identities, Identity
 from xgrad_rewrite.codemod.known_optimizers import is_supported
+from xgrad_rewrite.codemod.positions import Positions
+from xgrad_rewrite.codemod.scopes import Scopes
 
-_LOOPS = (cst.For, cst.While)
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
 
 
 @dataclass(eq=False)
 class Backward:
-    call: cst.Call
-    at: tuple[Item, Block]
+    call: ast.Call
+    at: tuple[ast.stmt, Block]
     loss: set[str]
-    loss_expr: cst.CSTNode
+    loss_expr: ast.expr
     line: int
     column: int
 
 
 @dataclass(eq=False)
 class Step:
-    call: cst.Call
-    optimizer: cst.BaseExpression
-    at: tuple[Item, Block]
+    call: ast.Call
+    optimizer: ast.expr
+    at: tuple[ast.stmt, Block]
     line: int
     column: int
-    closure: cst.BaseExpression | None = None
+    closure: ast.expr | None = None
     backwards: list[Backward] = field(default_factory=list)
 
 
@@ -61,7 +59,7 @@ class Note:
     """A diagnostic before its position in the returned text is known."""
 
     code: str
-    node: cst.CSTNode
+    node: ast.AST
     message: str
 
 
@@ -73,8 +71,8 @@ class Plan:
     in the text finally returned."""
 
     optimizer: str
-    backward: cst.CSTNode
-    step: cst.CSTNode
+    backward: ast.AST
+    step: ast.AST
     predict: Slot | None
     restore: Slot | None
     notes: list[Note] = field(default_factory=list)
@@ -85,35 +83,32 @@ class Plan:
 
 
 class Finder:
-    """Runs the metadata providers once and answers the questions the finder asks."""
+    """Walks the tree once and answers the questions the finder asks."""
 
-    def __init__(self, module: cst.Module) -> None:
-        self.wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    def __init__(self, module: ast.Module, source: str) -> None:
         self.module = module
-        meta = self.wrapper.resolve_many([PositionProvider, ScopeProvider])
-        self.positions = meta[PositionProvider]
+        self.positions = Positions(source)
         self.collected = collect(module)
-        self.nav = Navigator(self.collected.parents)
-        self.ids = Identities(self.collected, self.nav, meta[ScopeProvider])
+        self.nav = Navigator(self.collected.parents, self.collected.blocks)
+        self.ids = Identities(self.collected, self.nav, Scopes(module, self.collected.parents))
         self.modules = find_modules(self.collected.calls, self.collected.fors)
 
-    def code(self, node: cst.CSTNode) -> str:
-        return self.module.code_for_node(node)
+    def code(self, node: ast.AST) -> str:
+        return self.positions.segment(node)
 
-    def where(self, node: cst.CSTNode) -> tuple[int, int]:
-        start = self.positions[node].start
-        return start.line, start.column
+    def where(self, node: ast.AST) -> tuple[int, int]:
+        return self.positions.start(node)
 
     # -- collection -------------------------------------------------------------------------
     def backwards(self) -> list[Backward]:
         found = []
         for call in self.collected.calls:
-            if not isinstance(call.func, cst.Attribute):
+            if not isinstance(call.func, ast.Attribute):
                 continue
-            if call.func.attr.value not in ("backward", "manual_backward"):
+            if call.func.attr not in ("backward", "manual_backward"):
                 continue
-            positional = [a for a in call.args if a.keyword is None]
-            loss_expr = positional[0].value if positional else call.func.value
+            args = positional(call)
+            loss_expr = args[0] if args else call.func.value
             at = self.nav.item_of(call)
             if at is None:
                 continue
@@ -124,26 +119,24 @@ class Finder:
     def steps(self) -> list[Step]:
         found = []
         for call in self.collected.calls:
-            if not isinstance(call.func, cst.Attribute) or call.func.attr.value != "step":
+            if not isinstance(call.func, ast.Attribute) or call.func.attr != "step":
                 continue
             receiver = call.func.value
-            args = [a for a in call.args if a.keyword is None]
-            closure = next(
-                (a.value for a in call.args if a.keyword and a.keyword.value == "closure"), None
-            )
-            optimizer: cst.BaseExpression | None = None
+            args = positional(call)
+            closure = next((k.value for k in call.keywords if k.arg == "closure"), None)
+            optimizer: ast.expr | None = None
             if not args and dotted(receiver) is not None:
                 optimizer = receiver
-            elif len(args) == 1 and dotted(args[0].value) is not None:
-                arg = args[0].value
+            elif len(args) == 1 and dotted(args[0]) is not None:
+                arg = args[0]
                 if self.ids.is_grad_scaler(receiver):
                     optimizer = arg  # scaler.step(optimizer)
                 elif self._is_closure(arg, call):
                     optimizer, closure = receiver, arg
                 elif self.ids.classify(arg).kind == "optimizer":
                     optimizer = arg
-            elif len(args) == 1 and isinstance(args[0].value, cst.Lambda):
-                optimizer, closure = receiver, args[0].value
+            elif len(args) == 1 and isinstance(args[0], ast.Lambda):
+                optimizer, closure = receiver, args[0]
             if optimizer is None:
                 continue
             at = self.nav.item_of(call)
@@ -153,13 +146,12 @@ class Finder:
             found.append(Step(call, optimizer, at, line, column, closure))
         return found
 
-    def _is_closure(self, arg: cst.BaseExpression, call: cst.Call) -> bool:
-        if not isinstance(arg, cst.Name):
+    def _is_closure(self, arg: ast.expr, call: ast.Call) -> bool:
+        if not isinstance(arg, ast.Name):
             return False
         owner = self.nav.scope_owner(call)
         return any(
-            f.name.value == arg.value and self.nav.scope_owner(f) is owner
-            for f in self.collected.functions
+            f.name == arg.id and self.nav.scope_owner(f) is owner for f in self.collected.functions
         )
 
     # -- pairing ----------------------------------------------------------------------------
@@ -181,7 +173,7 @@ class Finder:
                     return step
         return None
 
-    def bound(self, a: cst.CSTNode, b: cst.CSTNode) -> Block:
+    def bound(self, a: ast.AST, b: ast.AST) -> Block:
         """The body of the innermost loop holding both nodes (else their function's body)."""
         owner = self.nav.scope_owner(a)
         b_ancestors = {id(n) for n in self.nav.ancestors(b)}
@@ -189,22 +181,20 @@ class Finder:
             if node is owner:
                 break
             if isinstance(node, _LOOPS) and id(node) in b_ancestors:
-                return node.body
-        if isinstance(owner, cst.FunctionDef):
-            return owner.body
-        return self.module
+                return (node, "body")
+        return (owner, "body")
 
 
 def find(finder: Finder, options: Options) -> list[Plan]:
     """Every training step of the finder's module as a :class:`Plan`, in source order."""
     steps = finder.steps()
     plans: list[Plan] = []
-    closure_names = {s.closure.value for s in steps if isinstance(s.closure, cst.Name)}
+    closure_names = {s.closure.id for s in steps if isinstance(s.closure, ast.Name)}
     manual = _manual_calls(finder)
 
     for backward in finder.backwards():
-        function = finder.nav.enclosing(backward.call, (cst.FunctionDef,))
-        if isinstance(function, cst.FunctionDef) and function.name.value in closure_names:
+        function = finder.nav.enclosing(backward.call, FUNCTIONS)
+        if isinstance(function, FUNCTIONS) and function.name in closure_names:
             continue  # reported once, at its closure step
         if _hand_predicted(finder, backward.call):
             continue  # the user placed `with xgrad.predicted(optimizer):` themselves
@@ -238,38 +228,33 @@ def _manual_calls(finder: Finder) -> set[tuple[int, str]]:
     ``import xgrad_rewrite.runtime as A`` left after revert, then ``A.predict(opt, ...)``,
     ``A.restore(opt)`` or ``A.predicted(opt, ...)``."""
     aliases = {
-        a
+        alias.asname
         for stmt in finder.module.body
-        if isinstance(stmt, cst.SimpleStatementLine)
-        for small in stmt.body
-        if isinstance(small, cst.Import)
-        for alias in small.names
-        if finder.code(alias.name) == "xgrad_rewrite.runtime"
-        and alias.asname is not None
-        and isinstance(alias.asname.name, cst.Name)
-        and (a := alias.asname.name.value)
+        if isinstance(stmt, ast.Import)
+        for alias in stmt.names
+        if alias.name == "xgrad_rewrite.runtime" and alias.asname
     }
     found = set()
     for call in finder.collected.calls:
         func = call.func
         if (
             aliases
-            and isinstance(func, cst.Attribute)
-            and isinstance(func.value, cst.Name)
-            and func.value.value in aliases
-            and func.attr.value in ("predict", "restore", "predicted")
-            and call.args
+            and isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id in aliases
+            and func.attr in ("predict", "restore", "predicted")
+            and (values := arg_values(call))
         ):
             owner = finder.nav.scope_owner(call)
-            found.add((id(owner), finder.code(call.args[0].value)))
+            found.add((id(owner), finder.code(values[0])))
     return found
 
 
-def _hand_predicted(finder: Finder, node: cst.CSTNode) -> bool:
+def _hand_predicted(finder: Finder, node: ast.AST) -> bool:
     """Inside ``with <runtime>.predicted(...):``, written by hand."""
     for ancestor in finder.nav.ancestors(node):
-        if isinstance(ancestor, cst.With) and any(
-            isinstance(i.item, cst.Call) and callee_name(i.item) == "predicted"
+        if isinstance(ancestor, (ast.With, ast.AsyncWith)) and any(
+            isinstance(i.context_expr, ast.Call) and callee_name(i.context_expr) == "predicted"
             for i in ancestor.items
         ):
             return True
@@ -277,11 +262,11 @@ def _hand_predicted(finder: Finder, node: cst.CSTNode) -> bool:
 
 
 def _closure_has_backward(finder: Finder, step: Step) -> bool:
-    if not isinstance(step.closure, cst.Name):
-        return isinstance(step.closure, cst.Lambda)
+    if not isinstance(step.closure, ast.Name):
+        return isinstance(step.closure, ast.Lambda)
     owner = finder.nav.scope_owner(step.call)
     for f in finder.collected.functions:
-        if f.name.value != step.closure.value or finder.nav.scope_owner(f) is not owner:
+        if f.name != step.closure.id or finder.nav.scope_owner(f) is not owner:
             continue
         for backward in finder.backwards():
             if f in finder.nav.ancestors(backward.call):
@@ -307,9 +292,7 @@ def _unsupported(step: Step, name: str, class_name: str) -> Plan:
     return _skipped(name, step.call, step.call, codes.UNSUPPORTED_OPTIMIZER, message)
 
 
-def _skipped(
-    optimizer: str, backward: cst.CSTNode, step: cst.CSTNode, code: str, message: str
-) -> Plan:
+def _skipped(optimizer: str, backward: ast.AST, step: ast.AST, code: str, message: str) -> Plan:
     return Plan(optimizer, backward, step, None, None, [Note(code, step, message)])
 
 
@@ -345,9 +328,9 @@ def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, option
         plan = _skipped(name, first.call, step.call, codes.NO_FORWARD, message)
         plan.notes[0].node = first.call
         return plan
-    predict = min(forwards, key=lambda it: finder.where(it.node))
+    predict = min(forwards, key=finder.where)
     last = step.backwards[-1]
-    same_block = last.at[1] is step.at[1]
+    same_block = last.at[1] == step.at[1]
     restore = restore_item(step.at, last.at[0] if same_block else None, name)
     return Plan(name, first.call, step.call, Slot(predict), Slot(restore))
 
@@ -360,23 +343,23 @@ def _wrapper_plans(finder: Finder, plans: list[Plan], options: Options) -> list[
     out = []
     for expr in finder.collected.exprs:
         call = expr.value
-        if not isinstance(call, cst.Call):
+        if not isinstance(call, ast.Call):
             continue
         if callee_name(call) in ("backward", "step", "manual_backward"):
             continue
-        positional = [a.value for a in call.args if a.keyword is None]
-        if not positional or not isinstance(positional[0], cst.Name):
+        args = positional(call)
+        if not args or not isinstance(args[0], ast.Name):
             continue
-        loss = positional[0]
+        loss = args[0]
         optimizer = next(
             (
-                a.value
-                for a in call.args[1:]
-                if dotted(a.value) is not None and finder.ids.classify(a.value).kind == "optimizer"
+                value
+                for value in arg_values(call)[1:]
+                if dotted(value) is not None and finder.ids.classify(value).kind == "optimizer"
             ),
             None,
         )
-        loop = finder.nav.enclosing(call, _LOOPS + (cst.FunctionDef,))
+        loop = finder.nav.enclosing(call, _LOOPS + FUNCTIONS)
         if optimizer is None or not isinstance(loop, _LOOPS):
             continue
         name = finder.code(optimizer)
@@ -384,7 +367,7 @@ def _wrapper_plans(finder: Finder, plans: list[Plan], options: Options) -> list[
             continue
         at = finder.nav.item_of(call)
         assert at is not None
-        item = predict_item(finder.nav, at, {loss.value}, loop.body, finder.modules)
+        item = predict_item(finder.nav, at, {loss.id}, (loop, "body"), finder.modules)
         if item is None:
             continue
         if options.optimizers and name not in options.optimizers:

@@ -7,12 +7,11 @@ first point where both exist): ``<model> = xgrad.fx.predictive(<model>, <optimiz
 
 from __future__ import annotations
 
-import libcst as cst
+import ast
 
 from xgrad_rewrite.codemod import diagnostics as codes
 from xgrad_rewrite.codemod.api import Options
 from xgrad_rewrite.codemod.blocks import Slot
-from xgrad_rewrite.codemod.collect import collect
 from xgrad_rewrite.codemod.dataflow import callee_name, dotted
 from xgrad_rewrite.codemod.find import Finder, Note, Plan
 from xgrad_rewrite.codemod.known_optimizers import is_supported
@@ -22,10 +21,10 @@ def find_fx(finder: Finder, options: Options) -> list[tuple[Plan, str]]:
     """(plan, model source) for each optimizer built from a model's parameters."""
     out: list[tuple[Plan, str]] = []
     for assign in finder.collected.assigns:
-        if len(assign.targets) != 1 or not isinstance(assign.value, cst.Call):
+        if len(assign.targets) != 1 or not isinstance(assign.value, ast.Call):
             continue
-        target = assign.targets[0].target
-        if dotted(target) is None or isinstance(target, cst.Subscript):
+        target = assign.targets[0]
+        if dotted(target) is None or isinstance(target, ast.Subscript):
             continue
         call = assign.value
         identity = finder.ids.classify_value(call)
@@ -78,12 +77,12 @@ def find_fx(finder: Finder, options: Options) -> list[tuple[Plan, str]]:
     return out
 
 
-def _model_of(call: cst.Call) -> str | None:
+def _model_of(call: ast.Call) -> str | None:
     """``model`` in ``torch.optim.X(model.parameters(), ...)`` / ``model.configure_optimizers``."""
-    if callee_name(call) == "configure_optimizers" and isinstance(call.func, cst.Attribute):
+    if callee_name(call) == "configure_optimizers" and isinstance(call.func, ast.Attribute):
         return dotted(call.func.value)
-    for inner in collect(call).calls:
-        if isinstance(inner.func, cst.Attribute) and inner.func.attr.value in (
+    for inner in _calls(call):
+        if isinstance(inner.func, ast.Attribute) and inner.func.attr in (
             "parameters",
             "named_parameters",
         ):
@@ -91,3 +90,14 @@ def _model_of(call: cst.Call) -> str | None:
             if name is not None:
                 return name
     return None
+
+
+def _calls(node: ast.AST) -> list[ast.Call]:
+    """Calls in ``node``, in source order (depth first)."""
+    out, stack = [], [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, ast.Call):
+            out.append(current)
+        stack.extend(reversed(list(ast.iter_child_nodes(current))))
+    return out

@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
-import libcst as cst
+import ast
+import re
 
-from xgrad_rewrite.codemod.blocks import Item, Slot
-from xgrad_rewrite.codemod.revert import RUNTIME_MODULE, runtime_aliases
+from xgrad_rewrite.codemod.blocks import Slot
+from xgrad_rewrite.codemod.positions import Positions
 
+RUNTIME_MODULE = "xgrad_rewrite.runtime"
 ALIAS = "xgrad"
 FALLBACK_ALIAS = "xgrad_runtime"
+# Aliases the codemod itself chooses: only an import under one of these is the codemod's own
+# (a script that imports the runtime as ``xg`` and calls ``xg.restore(opt)`` is left alone).
+OUR_ALIAS = re.compile(r"xgrad(_runtime(_\d+)?)?")
 
 
-def choose_alias(module: cst.Module, names: set[str]) -> tuple[str, bool]:
+def our_aliases(tree: ast.Module, positions: Positions) -> set[str]:
+    """Aliases bound at top level by a line that is exactly ``import xgrad_rewrite.runtime as
+    <alias>`` under a name the codemod would choose."""
+    out = set()
+    for index, statement in enumerate(tree.body):
+        if not (
+            isinstance(statement, ast.Import)
+            and len(statement.names) == 1
+            and statement.names[0].name == RUNTIME_MODULE
+            and statement.names[0].asname
+            and OUR_ALIAS.fullmatch(statement.names[0].asname)
+        ):
+            continue
+        alone = positions.starts_line(statement) and (
+            index + 1 == len(tree.body) or tree.body[index + 1].lineno > statement.end_lineno
+        )
+        if alone:
+            out.add(statement.names[0].asname)
+    return out
+
+
+def choose_alias(tree: ast.Module, positions: Positions, names: set[str]) -> tuple[str, bool]:
     """(alias, import needed), given every name the module uses. Reuses an existing
     ``import xgrad_rewrite.runtime as A``; else ``xgrad``, or ``xgrad_runtime`` (then
     ``xgrad_runtime_2``...) when the file already uses the name ``xgrad`` for something else."""
-    existing = sorted(runtime_aliases(module))
+    existing = sorted(our_aliases(tree, positions))
     if existing:
         return existing[0], False
     if ALIAS not in names:
@@ -30,46 +56,32 @@ def import_code(alias: str) -> str:
     return f"import {RUNTIME_MODULE} as {alias}"
 
 
-def import_slot(module: cst.Module) -> tuple[Slot, bool]:
+def import_slot(tree: ast.Module) -> tuple[Slot, bool]:
     """(slot, take_leading): right after the module docstring and ``__future__`` imports. The
     import takes the blank lines above the next statement when that is an import too (so it joins
     the import block); otherwise it sits directly under the docstring/``__future__`` lines."""
-    body = module.body
+    body = tree.body
     index = 0
     if index < len(body) and _is_docstring(body[index]):
         index += 1
     while index < len(body) and _is_future(body[index]):
         index += 1
     if index == len(body):
-        last = body[-1]
-        return Slot(
-            Item(last, 0 if isinstance(last, cst.SimpleStatementLine) else None, last), after=True
-        ), False
+        return Slot(body[-1], after=True), False
     target = body[index]
-    small = 0 if isinstance(target, cst.SimpleStatementLine) else None
-    joins_imports = isinstance(target, cst.SimpleStatementLine) and isinstance(
-        target.body[0], (cst.Import, cst.ImportFrom)
-    )
+    joins_imports = isinstance(target, (ast.Import, ast.ImportFrom))
     if not joins_imports and index > 0:
-        previous = body[index - 1]
-        return Slot(Item(previous, 0, previous), after=True), False
-    return Slot(Item(target, small, target)), joins_imports
+        return Slot(body[index - 1], after=True), False
+    return Slot(target), joins_imports
 
 
-def _is_docstring(statement: cst.BaseStatement) -> bool:
+def _is_docstring(statement: ast.stmt) -> bool:
     return (
-        isinstance(statement, cst.SimpleStatementLine)
-        and len(statement.body) == 1
-        and isinstance(statement.body[0], cst.Expr)
-        and isinstance(statement.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, (str, bytes))
     )
 
 
-def _is_future(statement: cst.BaseStatement) -> bool:
-    return (
-        isinstance(statement, cst.SimpleStatementLine)
-        and len(statement.body) == 1
-        and isinstance(statement.body[0], cst.ImportFrom)
-        and isinstance(statement.body[0].module, cst.Name)
-        and statement.body[0].module.value == "__future__"
-    )
+def _is_future(statement: ast.stmt) -> bool:
+    return isinstance(statement, ast.ImportFrom) and statement.module == "__future__"

@@ -8,32 +8,15 @@ which makes patch and revert exact inverses. Inline slots (``a(); b()``) insert 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 
 import libcst as cst
 
-from xgrad_rewrite.codemod.blocks import Slot
+from xgrad_rewrite.codemod.calls import Insertion
+from xgrad_rewrite.codemod.cstmap import Location
 
 _SEMICOLON = cst.Semicolon(
     whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(" ")
 )
-
-
-def format_s(s: float) -> str:
-    """``2`` for 2.0, ``0.5`` for 0.5: the number as a user would write it."""
-    value = float(s)
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-@dataclass(eq=False)
-class Insertion:
-    """``code`` (one simple statement, no newline) at ``slot``; ``take_leading`` moves the
-    target's leading blank lines/comments above the inserted line."""
-
-    slot: Slot
-    code: str
-    take_leading: bool = True
-    node: cst.CSTNode | None = None  # the node put into the tree, for positions afterwards
 
 
 def _small(code: str) -> cst.BaseSmallStatement:
@@ -43,19 +26,20 @@ def _small(code: str) -> cst.BaseSmallStatement:
 
 
 class _Patcher(cst.CSTTransformer):
-    def __init__(self, insertions: list[Insertion]) -> None:
+    def __init__(self, insertions: list[Insertion], locations: dict[int, Location]) -> None:
         super().__init__()
         self.before: dict[int, list[Insertion]] = defaultdict(list)
         self.after: dict[int, list[Insertion]] = defaultdict(list)
-        self.inline: dict[int, list[Insertion]] = defaultdict(list)
+        self.inline: dict[int, list[tuple[int, Insertion]]] = defaultdict(list)
         for insertion in insertions:
             slot = insertion.slot
+            line, small = locations[id(slot.item)]
             if slot.after:
-                self.after[id(slot.item.line)].append(insertion)
-            elif slot.inline:
-                self.inline[id(slot.item.line)].append(insertion)
+                self.after[id(line)].append(insertion)
+            elif small or isinstance(line, cst.SimpleStatementSuite):
+                self.inline[id(line)].append((small or 0, insertion))
             else:
-                self.before[id(slot.item.line)].append(insertion)
+                self.before[id(line)].append(insertion)
 
     def _inline(self, original, updated):  # type: ignore[no-untyped-def]
         insertions = self.inline.get(id(original))
@@ -63,11 +47,9 @@ class _Patcher(cst.CSTTransformer):
             return updated
         body: list[cst.BaseSmallStatement] = []
         for index, statement in enumerate(updated.body):
-            for insertion in insertions:
-                if insertion.slot.item.small == index:
-                    node = _small(insertion.code).with_changes(semicolon=_SEMICOLON)
-                    insertion.node = node
-                    body.append(node)
+            for small, insertion in insertions:
+                if small == index:
+                    body.append(_small(insertion.code).with_changes(semicolon=_SEMICOLON))
             body.append(statement)
         return updated.with_changes(body=body)
 
@@ -89,13 +71,10 @@ class _Patcher(cst.CSTTransformer):
                 if insertion.take_leading and new.leading_lines:
                     line = line.with_changes(leading_lines=new.leading_lines)
                     new = new.with_changes(leading_lines=())
-                insertion.node = line
                 body.append(line)
             body.append(new)
             for insertion in self.after.get(id(old), ()):
-                line = cst.SimpleStatementLine(body=[_small(insertion.code)])
-                insertion.node = line
-                body.append(line)
+                body.append(cst.SimpleStatementLine(body=[_small(insertion.code)]))
         return updated.with_changes(body=body)
 
     def leave_IndentedBlock(
@@ -107,6 +86,9 @@ class _Patcher(cst.CSTTransformer):
         return self._block(original_node, updated_node)
 
 
-def apply(module: cst.Module, insertions: list[Insertion]) -> cst.Module:
-    """``module`` with every insertion made (each ``Insertion.node`` set to what was inserted)."""
-    return module.visit(_Patcher(insertions))
+def apply(
+    module: cst.Module, insertions: list[Insertion], locations: dict[int, Location]
+) -> cst.Module:
+    """``module`` with every insertion made; ``locations`` (from :func:`.cstmap.locate`) says
+    where each slot's ast statement is in ``module``."""
+    return module.visit(_Patcher(insertions, locations))

@@ -12,12 +12,7 @@ import re
 
 import libcst as cst
 
-from xgrad_rewrite.codemod.collect import collect
-
-RUNTIME_MODULE = "xgrad_rewrite.runtime"
-
-
-OUR_ALIAS = re.compile(r"xgrad(_runtime(_\d+)?)?")
+from xgrad_rewrite.codemod.imports import OUR_ALIAS, RUNTIME_MODULE
 
 
 def runtime_aliases(module: cst.Module) -> set[str]:
@@ -172,7 +167,7 @@ def revert(module: cst.Module) -> tuple[cst.Module, list[tuple[str, str]]]:
         name
         for statement in module.body
         if import_alias(statement) is None
-        for name in collect(statement).names & maybe_used
+        for name in _names(statement) & maybe_used
     }
     imports = _Remover(aliases - still_used, drop_import=True)
     if not imports.aliases:
@@ -180,3 +175,18 @@ def revert(module: cst.Module) -> tuple[cst.Module, list[tuple[str, str]]]:
     if code.count(RUNTIME_MODULE) == len(ours):  # no import of the runtime below top level
         return imports._block(module), calls.calls
     return module.visit(imports), calls.calls
+
+
+class _Names(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names.add(node.value)
+
+
+def _names(node: cst.CSTNode) -> set[str]:
+    """Every identifier written in ``node``."""
+    visitor = _Names()
+    node.visit(visitor)
+    return visitor.names

@@ -13,6 +13,7 @@ the blank lines above the statement it precedes (the codemod's own ``import_slot
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,8 +27,10 @@ from libcst.metadata import (
 )
 
 from xgrad_rewrite.codemod.api import Diagnostic
+from xgrad_rewrite.codemod.calls import Insertion, format_s
+from xgrad_rewrite.codemod.cstmap import locate
 from xgrad_rewrite.codemod.imports import import_slot
-from xgrad_rewrite.codemod.patch import Insertion, apply, format_s
+from xgrad_rewrite.codemod.patch import apply
 
 CALLBACK = "XGradCallback"
 HF = "xgrad_rewrite.integrations.transformers"
@@ -82,9 +85,10 @@ def add_trainer_callbacks(
     module = module.visit(patcher)
     diagnostics.extend(patcher.diagnostics)
     if patcher.patched and not _has_import(module, integration):
-        slot, take_leading = import_slot(module)
+        tree = ast.parse(module.code)
+        slot, take_leading = import_slot(tree)
         code = f"from {integration} import {CALLBACK}"
-        module = apply(module, [Insertion(slot, code, take_leading)])
+        module = apply(module, [Insertion(slot, code, take_leading)], locate(module, tree))
         line = _import_line(module, code)
         diagnostics = [
             d if d.line < line else _diagnostic(d.code, d.line + 1, d.column, d.message)

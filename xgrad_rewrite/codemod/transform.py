@@ -1,44 +1,76 @@
-"""``rewrite(source, options) -> Result``: parse, revert, find, patch (pure text to text).
+"""``rewrite(source, options) -> Result``: revert, analyse, patch (pure text to text).
 
 Every run starts from the file with earlier insertions removed, then inserts afresh: that makes
 a second run a no-op, a new ``s`` update the calls in place, and ``revert`` exact.
+
+The analysis (which steps, which optimizer, where the calls go) runs on the standard library's
+:mod:`ast`; libcst, whose import alone costs more than a whole ``black --check``, is loaded only
+to edit: to remove an earlier run's calls, to add a Trainer callback, or to write the new text.
+A file that has none of those to do (the common ``--check`` of an unpatched script) is answered
+from the analysis alone, and its new text is made only if asked for.
 """
 
 from __future__ import annotations
 
 import ast
 import bisect
+import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
-
-import libcst as cst
+from typing import TYPE_CHECKING
 
 from xgrad_rewrite.codemod import diagnostics as codes
 from xgrad_rewrite.codemod.api import Diagnostic, Options, ParseError, Result, StepReport
-from xgrad_rewrite.codemod.blocks import Slot
+from xgrad_rewrite.codemod.blocks import Slot, items_of
+from xgrad_rewrite.codemod.calls import Insertion, format_s
 from xgrad_rewrite.codemod.find import Finder, Plan, find
 from xgrad_rewrite.codemod.fx_mode import find_fx
-from xgrad_rewrite.codemod.imports import ALIAS, choose_alias, import_code, import_slot
-from xgrad_rewrite.codemod.patch import Insertion, apply, format_s
-from xgrad_rewrite.codemod.revert import revert
+from xgrad_rewrite.codemod.imports import (
+    ALIAS,
+    RUNTIME_MODULE,
+    choose_alias,
+    import_code,
+    import_slot,
+)
+
+if TYPE_CHECKING:
+    import libcst as cst
+
+
+def parse_ast(source: str) -> ast.Module:
+    """The standard library's tree, or :class:`ParseError` with the position Python reports."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarning for "\d" in a string: not ours
+            return ast.parse(source)
+    except SyntaxError as error:
+        column = max((error.offset or 1) - 1, 0)
+        raise ParseError(error.msg, error.lineno or 1, column) from error
+    except ValueError as error:  # null bytes (Python < 3.12)
+        raise ParseError(str(error), 1, 0) from error
 
 
 def parse(source: str) -> cst.Module:
     """libcst's tree, or :class:`ParseError` with the position Python itself reports."""
+    import libcst as cst
+
     try:
         return cst.parse_module(source)
     except cst.ParserSyntaxError as error:
-        line, column = error.raw_line, error.raw_column
-        try:
-            ast.parse(source)
-        except SyntaxError as syntax:
-            line, column = syntax.lineno or line, max((syntax.offset or 1) - 1, 0)
-        raise ParseError(error.message, line, column) from error
+        raise ParseError(error.message, error.raw_line, error.raw_column) from error
 
 
 def rewrite(source: str, options: Options | None = None) -> Result:
     """``source`` with XGrad calls inserted (or removed, with ``options.revert``)."""
     options = options or Options()
+    tree = parse_ast(source)
+    callbacks = options.mode == "eager" and "Trainer" in source
+    if not (options.revert or callbacks or RUNTIME_MODULE in source or "XGradCallback" in source):
+        return _patch(source, source, tree, None, [], [], options)
+
+    from xgrad_rewrite.codemod.revert import revert
+
     module, removed = revert(parse(source))
     if "XGradCallback" in source:
         from xgrad_rewrite.codemod.trainer_callback import add_trainer_callbacks
@@ -49,26 +81,43 @@ def rewrite(source: str, options: Options | None = None) -> Result:
         return Result(text=text, changed=text != source)
 
     diagnostics: list[Diagnostic] = []
-    if options.mode == "eager" and "Trainer" in source:
+    if callbacks:
         # Frameworks that own their loop (transformers/Lightning Trainer) get a callback; imported
         # only here because it needs libcst.matchers, whose import alone takes about a second.
         from xgrad_rewrite.codemod.trainer_callback import add_trainer_callbacks
 
         module, trainer_diagnostics = add_trainer_callbacks(module, options.s, revert=False)
         diagnostics.extend(trainer_diagnostics)
+    text = module.code
+    if text != source:
+        tree = ast.parse(text)
+    return _patch(source, text, tree, module, removed, diagnostics, options)
 
-    finder = Finder(module)
-    alias, needs_import = choose_alias(module, finder.collected.names)
+
+def _patch(
+    source: str,
+    text: str,
+    tree: ast.Module,
+    module: cst.Module | None,
+    removed: list[tuple[str, str]],
+    diagnostics: list[Diagnostic],
+    options: Options,
+) -> Result:
+    """Analyse ``text`` (``source`` with earlier insertions removed; ``module`` its libcst tree,
+    None when libcst was not needed so far) and insert the calls."""
+    finder = Finder(tree, text)
+    alias, needs_import = choose_alias(tree, finder.positions, finder.collected.names)
     s = format_s(options.s)
     insertions: list[Insertion] = []
     plans: list[Plan] = []
-    kinds: dict[int, str] = {}
+    kinds: dict[int, tuple[str, str]] = {}  # id(insertion) -> (kind, optimizer source)
     if options.mode == "fx":
         for plan, model in find_fx(finder, options):
             plans.append(plan)
             if plan.predict is not None:
                 code = f"{model} = {alias}.fx.predictive({model}, {plan.optimizer}, s={s})"
                 insertions.append(Insertion(plan.predict, code))
+                kinds[id(insertions[-1])] = ("fx", plan.optimizer)
     else:
         plans = find(finder, options)
         seen: set[tuple[object, str, str]] = set()
@@ -84,20 +133,18 @@ def rewrite(source: str, options: Options | None = None) -> Result:
                     continue
                 seen.add((slot.key(), kind, plan.optimizer))
                 insertions.append(Insertion(slot, code))
-                kinds[id(insertions[-1])] = kind
-    insertions.sort(key=lambda i: 0 if kinds.get(id(i)) == "restore" else 1)
+                kinds[id(insertions[-1])] = (kind, plan.optimizer)
+    insertions.sort(key=lambda i: 0 if kinds[id(i)][0] == "restore" else 1)
 
-    unplaced = Counter(removed) - Counter(
-        (kinds.get(id(i), "fx"), _optimizer_of(i.code)) for i in insertions
-    )
+    unplaced = Counter(removed) - Counter(kinds[id(i)] for i in insertions)
     if unplaced:
         return _unplaced(source, unplaced, alias)
 
     if insertions and needs_import:
-        slot, take_leading = import_slot(module)
+        slot, take_leading = import_slot(tree)
         insertions.insert(0, Insertion(slot, import_code(alias), take_leading))
 
-    text = apply(module, insertions).code if insertions else module.code
+    new_text = _new_text(text, tree, module, insertions)
     lines = _LineMap(finder, insertions)
     diagnostics = [replace(d, line=lines.out(d.line)) for d in diagnostics]
     if insertions and needs_import and alias != ALIAS:
@@ -120,9 +167,34 @@ def rewrite(source: str, options: Options | None = None) -> Result:
         if plan.predict is not None or plan.restore is not None
     ]
     diagnostics.sort(key=lambda d: (d.line, d.column, d.code))
+    if module is None:  # nothing removed: any insertion changes the text
+        changed = bool(insertions)
+    else:
+        assert isinstance(new_text, str)
+        changed = new_text != source
     return Result(
-        text=text, changed=text != source, diagnostics=tuple(diagnostics), steps=tuple(steps)
+        text=new_text if changed else source,
+        changed=changed,
+        diagnostics=tuple(diagnostics),
+        steps=tuple(steps),
     )
+
+
+def _new_text(
+    text: str, tree: ast.Module, module: cst.Module | None, insertions: list[Insertion]
+) -> str | Callable[[], str]:
+    """The patched text; made on demand when libcst has not been loaded yet."""
+    if not insertions:
+        return text
+
+    def make() -> str:
+        from xgrad_rewrite.codemod.cstmap import locate
+        from xgrad_rewrite.codemod.patch import apply
+
+        parsed = module if module is not None else parse(text)
+        return apply(parsed, insertions, locate(parsed, tree)).code
+
+    return make() if module is not None else make
 
 
 class _LineMap:
@@ -134,11 +206,23 @@ class _LineMap:
         self.anchors: list[int] = sorted(a for i in insertions if (a := self.anchor(i)) is not None)
 
     def anchor(self, insertion: Insertion) -> int | None:
-        slot = insertion.slot
-        if slot.inline:
+        """The line the inserted line will have, before shifting; None for an inline call."""
+        item = insertion.slot.item
+        if insertion.slot.after:
+            return self.line_end(item) + 1
+        if not self.finder.positions.starts_line(item):
             return None
-        position = self.finder.positions[slot.item.line]
-        return position.end.line + 1 if slot.after else position.start.line
+        return item.lineno
+
+    def line_end(self, item: ast.stmt) -> int:
+        """The last line of ``item`` and of whatever follows it on that line (``a = 1; b = 2``)."""
+        items = items_of(self.finder.nav.blocks[item])
+        index = next(i for i, it in enumerate(items) if it is item)
+        end = item.end_lineno or item.lineno
+        while index + 1 < len(items) and items[index + 1].lineno == end:
+            index += 1
+            end = items[index].end_lineno or end
+        return end
 
     def out(self, line: int) -> int:
         return line + bisect.bisect_right(self.anchors, line)
@@ -149,19 +233,10 @@ class _LineMap:
                 continue
             anchor = self.anchor(insertion)
             if anchor is None:
-                return self.out(self.finder.where(insertion.slot.item.node)[0])
+                return self.out(self.finder.where(insertion.slot.item)[0])
             same = [i for i in insertions if self.anchor(i) == anchor]
             return anchor + bisect.bisect_left(self.anchors, anchor) + same.index(insertion)
         return None
-
-
-def _optimizer_of(code: str) -> str:
-    """``optimizer`` from ``xgrad.predict(optimizer, s=2)`` / ``m = xgrad.fx.predictive(m, opt,
-    s=2)`` (the codemod's own text, so the argument positions are known)."""
-    call = cst.parse_expression(code.split(" = ", 1)[-1])
-    assert isinstance(call, cst.Call)
-    index = 1 if ".fx.predictive(" in code else 0
-    return cst.Module([]).code_for_node(call.args[index].value)
 
 
 def _unplaced(source: str, unplaced: Counter[tuple[str, str]], alias: str) -> Result:
