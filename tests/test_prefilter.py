@@ -146,8 +146,8 @@ def test_check_of_an_unpatched_training_script_answers_without_libcst(tmp_path) 
     assert _cli_libcst_loaded(tmp_path, "train.py", TRAIN)[::2] == (1, False)
     assert _cli_libcst_loaded(tmp_path, "train.py", TRAIN, "--check", "-v")[::2] == (1, False)
     # the controls: showing the diff or writing makes the text, with libcst
-    assert _cli_libcst_loaded(tmp_path, "train.py", TRAIN, "--diff")[::2] == (0, True)
-    assert _cli_libcst_loaded(tmp_path, "train.py", TRAIN, "-q")[::2] == (1, True)
+    assert _cli_libcst_loaded(tmp_path, "train.py", TRAIN, "--diff")[::2] == (1, True)
+    assert _cli_libcst_loaded(tmp_path, "train.py", TRAIN, "-q")[::2] == (0, True)
     assert "xgrad.predict(" in (tmp_path / "train.py").read_text()
 
 
