@@ -13,7 +13,6 @@ from the analysis alone, and its new text is made only if asked for.
 from __future__ import annotations
 
 import ast
-import bisect
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -21,18 +20,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from xgrad_rewrite.codemod import diagnostics as codes
-from xgrad_rewrite.codemod.api import Diagnostic, Options, ParseError, Result, StepReport
-from xgrad_rewrite.codemod.blocks import Slot, items_of
-from xgrad_rewrite.codemod.calls import Insertion, format_s
-from xgrad_rewrite.codemod.find import Finder, Plan, find
-from xgrad_rewrite.codemod.fx_mode import find_fx
-from xgrad_rewrite.codemod.imports import (
-    ALIAS,
-    RUNTIME_MODULE,
-    choose_alias,
-    import_code,
-    import_slot,
-)
+from xgrad_rewrite.codemod.api import Diagnostic, Options, ParseError, Result
+from xgrad_rewrite.codemod.calls import Insertion, plan_calls
+from xgrad_rewrite.codemod.find import Finder
+from xgrad_rewrite.codemod.imports import our_aliases
+from xgrad_rewrite.codemod.inplace import in_place
+from xgrad_rewrite.codemod.lines import LineMap, report
+from xgrad_rewrite.codemod.positions import Positions
 
 if TYPE_CHECKING:
     import libcst as cst
@@ -66,9 +60,19 @@ def rewrite(source: str, options: Options | None = None) -> Result:
     options = options or Options()
     tree = parse_ast(source)
     callbacks = options.mode == "eager" and "Trainer" in source
-    if not (options.revert or callbacks or RUNTIME_MODULE in source or "XGradCallback" in source):
-        return _patch(source, source, tree, None, [], [], options)
+    if not (options.revert or callbacks or "XGradCallback" in source):
+        if not our_aliases(tree, Positions(source)):  # no earlier run's calls to take out
+            return _patch(source, source, tree, None, [], [], options)
+        unchanged = in_place(source, options)
+        if unchanged is not None:
+            return unchanged
+    return _rewrite_with_libcst(source, tree, callbacks, options)
 
+
+def _rewrite_with_libcst(
+    source: str, tree: ast.Module, callbacks: bool, options: Options
+) -> Result:
+    """Take out an earlier run's calls (and Trainer callbacks), add callbacks, then patch."""
     from xgrad_rewrite.codemod.revert import revert
 
     module, removed = revert(parse(source))
@@ -106,78 +110,21 @@ def _patch(
     """Analyse ``text`` (``source`` with earlier insertions removed; ``module`` its libcst tree,
     None when libcst was not needed so far) and insert the calls."""
     finder = Finder(tree, text)
-    alias, needs_import = choose_alias(tree, finder.positions, finder.collected.names)
-    s = format_s(options.s)
-    insertions: list[Insertion] = []
-    plans: list[Plan] = []
-    kinds: dict[int, tuple[str, str]] = {}  # id(insertion) -> (kind, optimizer source)
-    if options.mode == "fx":
-        for plan, model in find_fx(finder, options):
-            plans.append(plan)
-            if plan.predict is not None:
-                code = f"{model} = {alias}.fx.predictive({model}, {plan.optimizer}, s={s})"
-                insertions.append(Insertion(plan.predict, code))
-                kinds[id(insertions[-1])] = ("fx", plan.optimizer)
-    else:
-        plans = find(finder, options)
-        seen: set[tuple[object, str, str]] = set()
-        for plan in plans:
-            calls = []
-            if plan.restore is not None:
-                calls.append(("restore", plan.restore, f"{alias}.restore({plan.optimizer})"))
-            if plan.predict is not None:
-                code = f"{alias}.predict({plan.optimizer}, s={s})"
-                calls.append(("predict", plan.predict, code))
-            for kind, slot, code in calls:
-                if (slot.key(), kind, plan.optimizer) in seen:
-                    continue
-                seen.add((slot.key(), kind, plan.optimizer))
-                insertions.append(Insertion(slot, code))
-                kinds[id(insertions[-1])] = (kind, plan.optimizer)
-    insertions.sort(key=lambda i: 0 if kinds[id(i)][0] == "restore" else 1)
-
-    unplaced = Counter(removed) - Counter(kinds[id(i)] for i in insertions)
+    planned = plan_calls(finder, options)
+    unplaced = Counter(removed) - Counter((i.kind, i.optimizer) for i in planned.calls)
     if unplaced:
-        return _unplaced(source, unplaced, alias)
-
-    if insertions and needs_import:
-        slot, take_leading = import_slot(tree)
-        insertions.insert(0, Insertion(slot, import_code(alias), take_leading))
-
+        return _unplaced(source, unplaced, planned.alias)
+    insertions = planned.insertions(tree)
     new_text = _new_text(text, tree, module, insertions)
-    lines = _LineMap(finder, insertions)
-    diagnostics = [replace(d, line=lines.out(d.line)) for d in diagnostics]
-    if insertions and needs_import and alias != ALIAS:
-        line = lines.inserted(insertions[0].slot, insertions) or 1
-        message = f"the name `{ALIAS}` is already used in this file; imported as `{alias}`"
-        diagnostics.append(codes.diagnostic(codes.NAME_TAKEN, line, 0, message))
-    for plan in plans:
-        for note in plan.notes:
-            line, column = finder.where(note.node)
-            diagnostics.append(codes.diagnostic(note.code, lines.out(line), column, note.message))
-    steps = [
-        StepReport(
-            optimizer=plan.optimizer,
-            backward_line=lines.out(finder.where(plan.backward)[0]),
-            step_line=lines.out(finder.where(plan.step)[0]),
-            predict_line=lines.inserted(plan.predict, insertions),
-            restore_line=lines.inserted(plan.restore, insertions),
-        )
-        for plan in plans
-        if plan.predict is not None or plan.restore is not None
-    ]
-    diagnostics.sort(key=lambda d: (d.line, d.column, d.code))
+    lines = LineMap(finder, insertions)
+    shifted = [replace(d, line=lines.out(d.line)) for d in diagnostics]
+    diagnostics, steps = report(finder, planned, lines, shifted)
     if module is None:  # nothing removed: any insertion changes the text
         changed = bool(insertions)
     else:
         assert isinstance(new_text, str)
         changed = new_text != source
-    return Result(
-        text=new_text if changed else source,
-        changed=changed,
-        diagnostics=tuple(diagnostics),
-        steps=tuple(steps),
-    )
+    return Result(new_text if changed else source, changed, diagnostics, steps)
 
 
 def _new_text(
@@ -195,48 +142,6 @@ def _new_text(
         return apply(parsed, insertions, locate(parsed, tree)).code
 
     return make() if module is not None else make
-
-
-class _LineMap:
-    """Line numbers of the returned text from those of the parsed one: each inserted line
-    shifts every line at or after its anchor down by one."""
-
-    def __init__(self, finder: Finder, insertions: list[Insertion]) -> None:
-        self.finder = finder
-        self.anchors: list[int] = sorted(a for i in insertions if (a := self.anchor(i)) is not None)
-
-    def anchor(self, insertion: Insertion) -> int | None:
-        """The line the inserted line will have, before shifting; None for an inline call."""
-        item = insertion.slot.item
-        if insertion.slot.after:
-            return self.line_end(item) + 1
-        if not self.finder.positions.starts_line(item):
-            return None
-        return item.lineno
-
-    def line_end(self, item: ast.stmt) -> int:
-        """The last line of ``item`` and of whatever follows it on that line (``a = 1; b = 2``)."""
-        items = items_of(self.finder.nav.blocks[item])
-        index = next(i for i, it in enumerate(items) if it is item)
-        end = item.end_lineno or item.lineno
-        while index + 1 < len(items) and items[index + 1].lineno == end:
-            index += 1
-            end = items[index].end_lineno or end
-        return end
-
-    def out(self, line: int) -> int:
-        return line + bisect.bisect_right(self.anchors, line)
-
-    def inserted(self, slot: object, insertions: list[Insertion]) -> int | None:
-        for insertion in insertions:
-            if not isinstance(slot, Slot) or insertion.slot.key() != slot.key():
-                continue
-            anchor = self.anchor(insertion)
-            if anchor is None:
-                return self.out(self.finder.where(insertion.slot.item)[0])
-            same = [i for i in insertions if self.anchor(i) == anchor]
-            return anchor + bisect.bisect_left(self.anchors, anchor) + same.index(insertion)
-        return None
 
 
 def _unplaced(source: str, unplaced: Counter[tuple[str, str]], alias: str) -> Result:

@@ -1,0 +1,95 @@
+"""Line numbers in the returned text: where the found steps are and where the calls went."""
+
+from __future__ import annotations
+
+import ast
+import bisect
+from typing import Protocol
+
+from xgrad_rewrite.codemod import diagnostics as codes
+from xgrad_rewrite.codemod.api import Diagnostic, StepReport
+from xgrad_rewrite.codemod.blocks import Slot, items_of
+from xgrad_rewrite.codemod.calls import Insertion, Planned
+from xgrad_rewrite.codemod.find import Finder
+from xgrad_rewrite.codemod.imports import ALIAS
+
+
+class Lines(Protocol):
+    def out(self, line: int) -> int:
+        """The line in the returned text of a line of the analysed one."""
+
+    def inserted(self, slot: Slot | None) -> int | None:
+        """The line of the call inserted at ``slot`` (None: no call there)."""
+
+
+class LineMap:
+    """Line numbers of the returned text from those of the parsed one: each inserted line
+    shifts every line at or after its anchor down by one."""
+
+    def __init__(self, finder: Finder, insertions: list[Insertion]) -> None:
+        self.finder = finder
+        self.insertions = insertions
+        self.anchors: list[int] = sorted(a for i in insertions if (a := self.anchor(i)) is not None)
+
+    def anchor(self, insertion: Insertion) -> int | None:
+        """The line the inserted line will have, before shifting; None for an inline call."""
+        item = insertion.slot.item
+        if insertion.slot.after:
+            return self.line_end(item) + 1
+        if not self.finder.positions.starts_line(item):
+            return None
+        return item.lineno
+
+    def line_end(self, item: ast.stmt) -> int:
+        """The last line of ``item`` and of whatever follows it on that line (``a = 1; b = 2``)."""
+        items = items_of(self.finder.nav.blocks[item])
+        index = next(i for i, it in enumerate(items) if it is item)
+        end = item.end_lineno or item.lineno
+        while index + 1 < len(items) and items[index + 1].lineno == end:
+            index += 1
+            end = items[index].end_lineno or end
+        return end
+
+    def out(self, line: int) -> int:
+        return line + bisect.bisect_right(self.anchors, line)
+
+    def inserted(self, slot: Slot | None) -> int | None:
+        insertions = self.insertions
+        for insertion in insertions:
+            if slot is None or insertion.slot.key() != slot.key():
+                continue
+            anchor = self.anchor(insertion)
+            if anchor is None:
+                return self.out(self.finder.where(insertion.slot.item)[0])
+            same = [i for i in insertions if self.anchor(i) == anchor]
+            return anchor + bisect.bisect_left(self.anchors, anchor) + same.index(insertion)
+        return None
+
+
+def report(
+    finder: Finder, planned: Planned, lines: Lines, diagnostics: list[Diagnostic]
+) -> tuple[tuple[Diagnostic, ...], tuple[StepReport, ...]]:
+    """Every diagnostic (``diagnostics`` plus the plans' notes) and step, at its line in the
+    returned text."""
+    out = list(diagnostics)
+    if planned.calls and planned.needs_import and planned.alias != ALIAS:
+        line = lines.inserted(planned.import_slot) or 1
+        message = f"the name `{ALIAS}` is already used in this file; imported as `{planned.alias}`"
+        out.append(codes.diagnostic(codes.NAME_TAKEN, line, 0, message))
+    for plan in planned.plans:
+        for note in plan.notes:
+            line, column = finder.where(note.node)
+            out.append(codes.diagnostic(note.code, lines.out(line), column, note.message))
+    steps = tuple(
+        StepReport(
+            optimizer=plan.optimizer,
+            backward_line=lines.out(finder.where(plan.backward)[0]),
+            step_line=lines.out(finder.where(plan.step)[0]),
+            predict_line=lines.inserted(plan.predict),
+            restore_line=lines.inserted(plan.restore),
+        )
+        for plan in planned.plans
+        if plan.predict is not None or plan.restore is not None
+    )
+    out.sort(key=lambda d: (d.line, d.column, d.code))
+    return tuple(out), steps
