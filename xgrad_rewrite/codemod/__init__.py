@@ -1,7 +1,8 @@
-"""libcst codemod inserting XGrad predict/restore calls into training loops (text -> text).
+"""Codemod inserting XGrad predict/restore calls into training loops (text -> text).
 
 Importing this package does not import libcst: :func:`rewrite` first asks :mod:`.prefilter`
-whether the text could change at all, and loads the libcst codemod only when it could.
+whether the text could change at all; the analysis then runs on the stdlib :mod:`ast`, and
+libcst is loaded only to edit (see :mod:`.transform`).
 """
 
 from __future__ import annotations
