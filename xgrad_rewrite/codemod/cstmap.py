@@ -15,7 +15,7 @@ import libcst as cst
 
 # id(ast statement) -> (the libcst node in its block: a statement line, a one-line suite or a
 # compound statement; the index of the small statement in it, None for a compound statement)
-Location = tuple[cst.CSTNode, "int | None"]
+Location = tuple[cst.CSTNode, int | None]
 
 
 def locate(module: cst.Module, tree: ast.Module) -> dict[int, Location]:
@@ -24,7 +24,9 @@ def locate(module: cst.Module, tree: ast.Module) -> dict[int, Location]:
     return out
 
 
-def _block(nodes: Sequence[cst.CSTNode], statements: list[ast.stmt], out: dict) -> None:
+def _block(
+    nodes: Sequence[cst.CSTNode], statements: list[ast.stmt], out: dict[int, Location]
+) -> None:
     index = 0
     for node in nodes:
         if isinstance(node, cst.SimpleStatementLine):
@@ -39,7 +41,7 @@ def _block(nodes: Sequence[cst.CSTNode], statements: list[ast.stmt], out: dict) 
         raise AssertionError("libcst and ast disagree on the statements of a block")
 
 
-def _suite(body: cst.BaseSuite, statements: list[ast.stmt], out: dict) -> None:
+def _suite(body: cst.BaseSuite, statements: list[ast.stmt], out: dict[int, Location]) -> None:
     if isinstance(body, cst.SimpleStatementSuite):
         for small, statement in enumerate(statements):
             out[id(statement)] = (body, small)
@@ -48,14 +50,14 @@ def _suite(body: cst.BaseSuite, statements: list[ast.stmt], out: dict) -> None:
         _block(body.body, statements, out)
 
 
-def _else(orelse: cst.CSTNode | None, statements: list[ast.stmt], out: dict) -> None:
+def _else(orelse: cst.CSTNode | None, statements: list[ast.stmt], out: dict[int, Location]) -> None:
     if isinstance(orelse, cst.If):  # elif: the ast has it as the only statement of orelse
         _compound(orelse, statements[0], out)
     elif isinstance(orelse, cst.Else):
         _suite(orelse.body, statements, out)
 
 
-def _compound(node: cst.CSTNode, statement: ast.stmt, out: dict) -> None:
+def _compound(node: cst.CSTNode, statement: ast.stmt, out: dict[int, Location]) -> None:
     if isinstance(node, (cst.If, cst.For, cst.While)):
         _suite(node.body, statement.body, out)  # type: ignore[attr-defined]
         _else(node.orelse, statement.orelse, out)  # type: ignore[attr-defined]

@@ -9,7 +9,6 @@ the data loading around it (design.md, "Codemod contract").
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from xgrad_rewrite.codemod.blocks import FUNCTIONS, Block, Navigator, is_module, items_of
@@ -89,10 +88,6 @@ def _target_names(target: ast.AST, out: set[str]) -> None:
             out.add(name)
 
 
-def _children(node: ast.AST) -> Iterator[ast.AST]:
-    return ast.iter_child_nodes(node)
-
-
 def defs(node: ast.AST) -> set[str]:
     """Dotted names a statement (or anything nested in it) assigns."""
     names: set[str] = set()
@@ -125,7 +120,7 @@ def defs(node: ast.AST) -> set[str]:
                 name = dotted(func.value)
                 if name is not None:
                     names.add(name)
-        stack.extend(_children(current))
+        stack.extend(ast.iter_child_nodes(current))
     return names
 
 
@@ -156,7 +151,7 @@ def uses(node: ast.AST) -> set[str]:
                 names.add(current.asname)
         elif isinstance(current, ast.ExceptHandler) and current.name:
             names.add(current.name)
-        stack.extend(_children(current))
+        stack.extend(ast.iter_child_nodes(current))
     return names
 
 
@@ -222,7 +217,7 @@ def is_forward(node: ast.AST, modules: Modules) -> bool:
             continue
         elif isinstance(current, ast.Call) and _runs_module(current, modules):
             return True
-        stack.extend(_children(current))
+        stack.extend(ast.iter_child_nodes(current))
     return False
 
 

@@ -3,8 +3,9 @@
 A pre-commit hook sees every staged Python file of a repository, and most are not training
 scripts. The codemod only ever acts on (or says something about) text that contains one of the
 tokens below, so a file without any of them is returned unchanged without being analysed
-(Python's parser still checks that it parses). The tokens are a superset of what the codemod reads, not a guess at
-what a training script looks like; a file that has one simply takes the full path.
+(Python's parser still checks that it parses). The tokens are a superset of what the codemod
+reads, not a guess at what a training script looks like; a file that has one simply takes the
+full path.
 
 What each token stands for (eager mode; ``--mode fx`` always takes the full path, since it
 reports on any file where it finds no optimizer to wrap):

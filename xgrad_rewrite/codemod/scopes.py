@@ -87,7 +87,7 @@ class Scopes:
             table = self.bound.get(scope)
             if (first or not isinstance(scope, ast.ClassDef)) and table and name.id in table:
                 return table[name.id]
-            if name.id in self.globals.get(scope, ()):
+            if name.id in self.globals.get(scope, ()) and scope is not self._module:
                 scope = self._module
                 continue
             first = False
