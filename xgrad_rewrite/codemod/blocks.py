@@ -35,6 +35,18 @@ def items_of(block: Block) -> list[ast.stmt]:
     return getattr(owner, field)
 
 
+def line_end(item: ast.stmt, block: Block) -> int:
+    """The last line of ``item`` and of whatever follows it on that line (``a = 1; b = 2``):
+    where a line inserted after ``item`` goes."""
+    items = items_of(block)
+    index = next(i for i, it in enumerate(items) if it is item)
+    end = item.end_lineno or item.lineno
+    while index + 1 < len(items) and items[index + 1].lineno == end:
+        index += 1
+        end = items[index].end_lineno or end
+    return end
+
+
 def is_module(block: Block) -> bool:
     return isinstance(block[0], ast.Module)
 

@@ -18,7 +18,7 @@ import re
 from collections import Counter
 
 from xgrad_rewrite.codemod.api import Options, Result
-from xgrad_rewrite.codemod.blocks import FUNCTIONS, Slot, items_of
+from xgrad_rewrite.codemod.blocks import FUNCTIONS, Slot, line_end
 from xgrad_rewrite.codemod.calls import Insertion, plan_calls
 from xgrad_rewrite.codemod.collect import collect
 from xgrad_rewrite.codemod.find import Finder
@@ -195,7 +195,7 @@ class _Layout:
         if slot.after:
             if not isinstance(item, (ast.Assign, ast.AnnAssign, ast.Expr, ast.Import)):
                 return False
-            first = self._line_end(item) + 1
+            first = line_end(item, self.finder.nav.blocks[item]) + 1
             lines = range(first, first + len(calls))
             self.at[slot.key()] = first
             return all(self._claim_line(n, c, indent) for n, c in zip(lines, calls, strict=True))
@@ -227,15 +227,6 @@ class _Layout:
         self.at[slot.key()] = line
         return True
 
-    def _line_end(self, item: ast.stmt) -> int:
-        items = items_of(self.finder.nav.blocks[item])
-        index = next(i for i, it in enumerate(items) if it is item)
-        end = item.end_lineno or item.lineno
-        while index + 1 < len(items) and items[index + 1].lineno == end:
-            index += 1
-            end = items[index].end_lineno or end
-        return end
-
     def import_line(self, expected: Insertion | None, dropped: list[ast.stmt]) -> bool:
         """The import the codemod would add is there (or none is, when it would add none)."""
         if expected is None:
@@ -247,7 +238,7 @@ class _Layout:
             return False
         slot = expected.slot
         if slot.after:
-            line = self._line_end(slot.item) + 1
+            line = line_end(slot.item, self.finder.nav.blocks[slot.item]) + 1
         elif expected.take_leading:
             line = slot.item.lineno - 1
         else:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 import bisect
 from typing import Protocol
 
 from xgrad_rewrite.codemod import diagnostics as codes
 from xgrad_rewrite.codemod.api import Diagnostic, StepReport
-from xgrad_rewrite.codemod.blocks import Slot, items_of
+from xgrad_rewrite.codemod.blocks import Slot, line_end
 from xgrad_rewrite.codemod.calls import Insertion, Planned
 from xgrad_rewrite.codemod.find import Finder
 from xgrad_rewrite.codemod.imports import ALIAS
@@ -35,20 +34,10 @@ class LineMap:
         """The line the inserted line will have, before shifting; None for an inline call."""
         item = insertion.slot.item
         if insertion.slot.after:
-            return self.line_end(item) + 1
+            return line_end(item, self.finder.nav.blocks[item]) + 1
         if not self.finder.positions.starts_line(item):
             return None
         return item.lineno
-
-    def line_end(self, item: ast.stmt) -> int:
-        """The last line of ``item`` and of whatever follows it on that line (``a = 1; b = 2``)."""
-        items = items_of(self.finder.nav.blocks[item])
-        index = next(i for i, it in enumerate(items) if it is item)
-        end = item.end_lineno or item.lineno
-        while index + 1 < len(items) and items[index + 1].lineno == end:
-            index += 1
-            end = items[index].end_lineno or end
-        return end
 
     def out(self, line: int) -> int:
         return line + bisect.bisect_right(self.anchors, line)
