@@ -16,25 +16,34 @@ FALLBACK_ALIAS = "xgrad_runtime"
 OUR_ALIAS = re.compile(r"xgrad(_runtime(_\d+)?)?")
 
 
-def our_aliases(tree: ast.Module, positions: Positions) -> set[str]:
-    """Aliases bound at top level by a line that is exactly ``import xgrad_rewrite.runtime as
-    <alias>`` under a name the codemod would choose."""
-    out = set()
+def runtime_alias(statement: ast.stmt) -> str | None:
+    """``A`` for ``import xgrad_rewrite.runtime as A`` (and nothing else in the statement)."""
+    if isinstance(statement, ast.Import) and len(statement.names) == 1:
+        alias = statement.names[0]
+        if alias.name == RUNTIME_MODULE and alias.asname:
+            return alias.asname
+    return None
+
+
+def our_imports(tree: ast.Module, positions: Positions) -> list[ast.Import]:
+    """Top-level lines that are exactly ``import xgrad_rewrite.runtime as <alias>`` under a name
+    the codemod would choose: what revert takes out."""
+    out = []
     for index, statement in enumerate(tree.body):
-        if not (
-            isinstance(statement, ast.Import)
-            and len(statement.names) == 1
-            and statement.names[0].name == RUNTIME_MODULE
-            and statement.names[0].asname
-            and OUR_ALIAS.fullmatch(statement.names[0].asname)
-        ):
+        alias = runtime_alias(statement)
+        if alias is None or not OUR_ALIAS.fullmatch(alias):
             continue
         alone = positions.starts_line(statement) and (
             index + 1 == len(tree.body) or tree.body[index + 1].lineno > statement.end_lineno
         )
         if alone:
-            out.add(statement.names[0].asname)
+            assert isinstance(statement, ast.Import)
+            out.append(statement)
     return out
+
+
+def our_aliases(tree: ast.Module, positions: Positions) -> set[str]:
+    return {runtime_alias(s) or "" for s in our_imports(tree, positions)}
 
 
 def choose_alias(tree: ast.Module, positions: Positions, names: set[str]) -> tuple[str, bool]:

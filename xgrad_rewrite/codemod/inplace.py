@@ -22,7 +22,7 @@ from xgrad_rewrite.codemod.blocks import FUNCTIONS, Slot, line_end
 from xgrad_rewrite.codemod.calls import Insertion, plan_calls
 from xgrad_rewrite.codemod.collect import collect
 from xgrad_rewrite.codemod.find import Finder
-from xgrad_rewrite.codemod.imports import RUNTIME_MODULE, our_aliases
+from xgrad_rewrite.codemod.imports import RUNTIME_MODULE, our_imports, runtime_alias
 from xgrad_rewrite.codemod.lines import report
 from xgrad_rewrite.codemod.positions import Positions
 
@@ -33,16 +33,16 @@ def in_place(source: str, options: Options) -> Result | None:
     """``Result(source, changed=False, ...)`` when the file is certainly in the target state."""
     tree = ast.parse(source)  # its own tree: the calls are taken out of it below
     positions = Positions(source)
-    aliases = our_aliases(tree, positions)
-    imports = [s for s in tree.body if _import_alias(s) in aliases]
-    if not aliases or source.count(RUNTIME_MODULE) != len(imports):
+    imports = our_imports(tree, positions)
+    aliases = {runtime_alias(s) or "" for s in imports}
+    if not imports or source.count(RUNTIME_MODULE) != len(imports):
         return None
     present = _take_calls(tree, aliases, positions)
     if present is None:
         return None
     tree.body = [s for s in tree.body if s not in imports]
     used = collect(tree).names & aliases
-    kept = [s for s in imports if _import_alias(s) in used]
+    kept = [s for s in imports if runtime_alias(s) in used]
     dropped = [s for s in imports if s not in kept]
     tree.body = sorted([*tree.body, *kept], key=lambda s: s.lineno)
     if not tree.body:
@@ -64,14 +64,6 @@ def in_place(source: str, options: Options) -> Result | None:
         return None
     diagnostics, steps = report(finder, planned, check, [])
     return Result(source, False, diagnostics, steps)
-
-
-def _import_alias(statement: ast.stmt) -> str | None:
-    if isinstance(statement, ast.Import) and len(statement.names) == 1:
-        alias = statement.names[0]
-        if alias.name == RUNTIME_MODULE and alias.asname:
-            return alias.asname
-    return None
 
 
 def _inserted(
