@@ -108,10 +108,11 @@ def rewrite_notebook(text: str, options: Options | None = None) -> NotebookResul
     program = _Program(cells, sources)
     try:
         result = rewrite(program.text, options)
-    except ParseError as e:  # ast accepted it, libcst did not: still say which cell
+        new_text = result.text  # made here: libcst may reject what ast accepted
+    except ParseError as e:  # still say which cell
         cell, line = _where(program.line_table(), e.line)
         raise CellParseError(e.message, cell, line, e.column) from e
-    new_sources = program.split(result.text)
+    new_sources = program.split(new_text)
     if options.revert:
         new_sources = {i: _drop_import(src) for i, src in new_sources.items()}
         cells_after, originals, new_table = cells, sources, program.new_line_table
@@ -141,8 +142,8 @@ def rewrite_notebook(text: str, options: Options | None = None) -> NotebookResul
     )
     if not changes and len(new_cells) == len(cells):
         return base
-    new_text = _dump(dict(nb, cells=new_cells), text)
-    return replace(base, text=new_text, changed=new_text != text, cells=tuple(changes))
+    dumped = _dump(dict(nb, cells=new_cells), text)
+    return replace(base, text=dumped, changed=dumped != text, cells=tuple(changes))
 
 
 def _load(text: str) -> dict[str, Any]:
