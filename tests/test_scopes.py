@@ -103,9 +103,7 @@ def test_qualified_names_follow_import_aliases_in_their_scope() -> None:
         )
     )
     scopes = Scopes(tree, collect(tree).parents)
-    calls = sorted(
-        (n for n in ast.walk(tree) if isinstance(n, ast.Call)), key=lambda n: n.lineno
-    )
+    calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)), key=lambda n: n.lineno)
     assert [scopes.qualified_names(c.func) for c in calls] == [
         {"torch.optim.Adam"},
         {"torch.optim.AdamW"},
