@@ -22,7 +22,9 @@ _SCOPES = (*FUNCTIONS, ast.Lambda, ast.ClassDef, ast.Module)
 class Scopes:
     def __init__(self, tree: ast.Module, parents: Mapping[ast.AST, ast.AST]) -> None:
         self.parents = parents
-        # scope -> name -> binding statements (None for a binding with no readable value)
+        self._module = tree
+        # scope -> name -> what binds it there: the statement of an assignment target, an
+        # `arg`, an import `alias`, a `def`/`class`, an `except ... as` handler
         self.bound: dict[ast.AST, dict[str, list[ast.AST]]] = defaultdict(lambda: defaultdict(list))
         self.imports: dict[int, str] = {}  # id(alias node) -> the module path it names
         self.globals: dict[ast.AST, set[str]] = defaultdict(set)
@@ -45,7 +47,6 @@ class Scopes:
         self.bound[scope][name].append(binder)
 
     def _bind_all(self, tree: ast.Module) -> None:
-        self._module = tree
         for node in ast.walk(tree):
             if isinstance(node, (ast.Global, ast.Nonlocal)):
                 self.globals[self.scope_of(node)].update(node.names)
