@@ -17,6 +17,7 @@ from xgrad_rewrite.codemod import Options, ParseError, rewrite, transform
 from xgrad_rewrite.codemod.prefilter import could_change
 
 EXE = pathlib.Path(sys.executable).with_name("xgrad-rewrite")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 PLAIN = textwrap.dedent(
     '''\
@@ -158,3 +159,16 @@ def test_cli_syntax_error_in_a_file_without_a_step(tmp_path) -> None:
     )
     assert proc.returncode == 123
     assert "bad.py:3:11: error:" in proc.stderr
+
+
+def test_a_script_with_its_own_trainer_class_is_checked_without_libcst(tmp_path) -> None:
+    """Only a Trainer imported from transformers/lightning gets a callback (libcst's pass)."""
+    from xgrad_rewrite.codemod.trainer_callback import TRAINERS
+    from xgrad_rewrite.codemod.transform import _FRAMEWORKS
+
+    assert all(_FRAMEWORKS.search(name.split(".")[0]) for name in TRAINERS)  # the text test is a superset
+    own = (ROOT / "fixtures" / "trainer_class.in.py").read_text()
+    assert "class Trainer" in own
+    assert _cli_libcst_loaded(tmp_path, "own.py", own)[::2] == (1, False)
+    hf = (ROOT / "fixtures" / "hf_trainer.in.py").read_text()
+    assert _cli_libcst_loaded(tmp_path, "hf.py", hf)[::2] == (1, True)  # the control

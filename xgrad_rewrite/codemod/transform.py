@@ -13,6 +13,7 @@ from the analysis alone, and its new text is made only if asked for.
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from xgrad_rewrite.codemod.positions import Positions
 
 if TYPE_CHECKING:
     import libcst as cst
+
+_FRAMEWORKS = re.compile(r"transformers|lightning")  # every module trainer_callback.TRAINERS names
 
 
 def parse_ast(source: str) -> ast.Module:
@@ -59,7 +62,7 @@ def rewrite(source: str, options: Options | None = None) -> Result:
     """``source`` with XGrad calls inserted (or removed, with ``options.revert``)."""
     options = options or Options()
     tree = parse_ast(source)
-    callbacks = options.mode == "eager" and "Trainer" in source
+    callbacks = options.mode == "eager" and _may_build_a_trainer(source)
     if not (options.revert or callbacks or "XGradCallback" in source):
         if not our_aliases(tree, Positions(source)):  # no earlier run's calls to take out
             return _patch(source, source, tree, None, [], [], options)
@@ -67,6 +70,13 @@ def rewrite(source: str, options: Options | None = None) -> Result:
         if unchanged is not None:
             return unchanged
     return _rewrite_with_libcst(source, tree, callbacks, options)
+
+
+def _may_build_a_trainer(source: str) -> bool:
+    """Whether the file may call a framework's ``Trainer`` (a callback goes there). Those are
+    recognised by what they were imported from, all ``transformers``/``lightning`` modules, so a
+    file naming neither (a script with its own ``class Trainer``) never needs that pass."""
+    return "Trainer" in source and _FRAMEWORKS.search(source) is not None
 
 
 def _rewrite_with_libcst(
