@@ -387,3 +387,50 @@ def test_step_reports_give_output_lines_for_shared_predict() -> None:
         assert "backward()" in lines[step.backward_line - 1]
         assert "step(" in lines[step.step_line - 1]
     assert len(result.steps) == 2
+
+
+ODD_SHAPES = '''\
+"""Odd shapes around a training loop."""
+import torch
+from torch import optim
+
+
+async def fetch(x):
+    return x
+
+
+async def train(model, data, mode):
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    async for x, y in data:
+        match mode:
+            case "a":
+                try:
+                    out = model(x)
+                except* ValueError:
+                    raise
+                else:
+                    if (loss := ((out - y) ** 2).mean()) > 0: loss.backward(); opt.step()
+                    elif mode: pass
+                    else:
+                        pass
+                finally:
+                    opt.zero_grad()
+            case _:
+                async with torch.no_grad() if False else fetch(x) as z:
+                    out = model(await z); loss = out.sum()
+                    loss.backward()
+                    opt.step()
+'''
+
+
+def test_statements_pair_across_match_try_star_async_elif_and_one_line_suites() -> None:
+    """The ast analysis and libcst's edit see the same statements (codemod/cstmap.py) in every
+    compound statement; the in-place check and revert agree on them."""
+    result = rewrite(ODD_SHAPES)
+    compile(result.text, "odd.py", "exec")
+    lines = [(s.backward_line, s.step_line, s.predict_line, s.restore_line) for s in result.steps]
+    assert lines == [(31, 33, 29, 32)]
+    assert [(d.code, d.line) for d in result.diagnostics] == [("XG105", 21)]
+    second = rewrite(result.text)
+    assert not second.changed and second.steps == result.steps
+    assert rewrite(result.text, Options(revert=True)).text == ODD_SHAPES

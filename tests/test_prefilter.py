@@ -166,7 +166,9 @@ def test_a_script_with_its_own_trainer_class_is_checked_without_libcst(tmp_path)
     from xgrad_rewrite.codemod.trainer_callback import TRAINERS
     from xgrad_rewrite.codemod.transform import _FRAMEWORKS
 
-    assert all(_FRAMEWORKS.search(name.split(".")[0]) for name in TRAINERS)  # the text test is a superset
+    assert all(
+        _FRAMEWORKS.search(name.split(".")[0]) for name in TRAINERS
+    )  # the text test is a superset
     own = (ROOT / "fixtures" / "trainer_class.in.py").read_text()
     assert "class Trainer" in own
     assert _cli_libcst_loaded(tmp_path, "own.py", own)[::2] == (1, False)
