@@ -34,6 +34,7 @@ from machine import cpu_model  # noqa: E402
 HERE = pathlib.Path(__file__).resolve().parent
 SCRIPT = HERE / "data" / "train_imagenet_style.py"
 MODULE = HERE / "data" / "dataset_utils_style.py"
+HF_SCRIPT = HERE.parent / "fixtures" / "hf_trainer.in.py"
 BIN = pathlib.Path(sys.executable).parent
 
 
@@ -173,6 +174,7 @@ FILES = {
     "patched": ("patched.py", "training script, already patched", "--check"),
     "module": ("module.py", "non-training module (pre-filter path)", "--check"),
     "diff": ("train.py", "training script, unpatched, `--diff` (new text made)", "--diff"),
+    "hf": ("hf.py", "HF Trainer script (callback pass: libcst), `--check`", "--check"),
 }
 
 
@@ -210,6 +212,7 @@ def main() -> None:
         shutil.copy(SCRIPT, work / "train.py")
         shutil.copy(SCRIPT, work / "patched.py")
         shutil.copy(MODULE, work / "module.py")
+        shutil.copy(HF_SCRIPT, work / "hf.py")
         env = dict(os.environ, NO_COLOR="1")
         env["XGRAD_REWRITE_CACHE_DIR"] = str(work / "cache-setup")
         subprocess.run(
@@ -257,8 +260,9 @@ def main() -> None:
         "# CLI latency: `xgrad-rewrite --check` vs `black --check`",
         "",
         f"Inputs: `benchmarks/data/{SCRIPT.name}` ({lines} lines; as is, and after "
-        f"`xgrad-rewrite` patched it) and `benchmarks/data/{MODULE.name}` ({module_lines} "
-        "lines, no training step), copied to a temp dir. Every command ran "
+        f"`xgrad-rewrite` patched it), `benchmarks/data/{MODULE.name}` ({module_lines} "
+        "lines, no training step) and `fixtures/hf_trainer.in.py` (a transformers `Trainer` "
+        "script: no loop, it gets a callback), copied to a temp dir. Every command ran "
         f"{args.reps} times, all rows alternating, after one untimed warm-up each; wall time of "
         "the whole process (interpreter start included).",
         "",
@@ -297,7 +301,9 @@ def main() -> None:
         "exactly where the codemod would put them; any doubt takes the libcst path). The "
         "pre-filter (a file with no trace of a training step is not even parsed) and the cache "
         "(a file already in the target state is answered from its hash) cover the rest. "
-        "`--diff` and writing still load libcst (the last two rows below).",
+        "`--diff` and writing still load libcst, and so does a file that builds a "
+        "transformers/Lightning `Trainer` (its callback is added with libcst and its matchers): "
+        "the last rows of the table.",
         "",
         "Where the time of one cold `xgrad-rewrite --check` of the unpatched script goes "
         "(medians, measured inside a fresh interpreter, so Python's own start-up is not "

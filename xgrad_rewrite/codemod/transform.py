@@ -97,7 +97,7 @@ def _rewrite_with_libcst(
     diagnostics: list[Diagnostic] = []
     if callbacks:
         # Frameworks that own their loop (transformers/Lightning Trainer) get a callback; imported
-        # only here because it needs libcst.matchers, whose import alone takes about a second.
+        # only here because it needs libcst and its QualifiedNameProvider.
         from xgrad_rewrite.codemod.trainer_callback import add_trainer_callbacks
 
         module, trainer_diagnostics = add_trainer_callbacks(module, options.s, revert=False)
