@@ -161,9 +161,10 @@ def test_cli_syntax_error_in_a_file_without_a_step(tmp_path) -> None:
     assert "bad.py:3:11: error:" in proc.stderr
 
 
-def test_a_script_with_its_own_trainer_class_is_checked_without_libcst(tmp_path) -> None:
-    """Only a Trainer imported from transformers/lightning gets a callback (libcst's pass)."""
-    from xgrad_rewrite.codemod.trainer_callback import TRAINERS
+def test_trainer_scripts_are_checked_without_libcst(tmp_path) -> None:
+    """Only a Trainer imported from transformers/lightning gets a callback (libcst's pass); and
+    that pass is needed for the new text, not for the answer of --check."""
+    from xgrad_rewrite.codemod.trainers import TRAINERS
     from xgrad_rewrite.codemod.transform import _FRAMEWORKS
 
     assert all(
@@ -173,4 +174,6 @@ def test_a_script_with_its_own_trainer_class_is_checked_without_libcst(tmp_path)
     assert "class Trainer" in own
     assert _cli_libcst_loaded(tmp_path, "own.py", own)[::2] == (1, False)
     hf = (ROOT / "fixtures" / "hf_trainer.in.py").read_text()
-    assert _cli_libcst_loaded(tmp_path, "hf.py", hf)[::2] == (1, True)  # the control
+    # an HF Trainer script that only needs its callback is answered on the ast too
+    assert _cli_libcst_loaded(tmp_path, "hf.py", hf)[::2] == (1, False)
+    assert _cli_libcst_loaded(tmp_path, "hf.py", hf, "--diff")[::2] == (1, True)  # the control

@@ -30,28 +30,13 @@ from xgrad_rewrite.codemod.calls import Insertion, format_s
 from xgrad_rewrite.codemod.cstmap import locate
 from xgrad_rewrite.codemod.imports import import_slot
 from xgrad_rewrite.codemod.patch import apply
-
-CALLBACK = "XGradCallback"
-HF = "xgrad_rewrite.integrations.transformers"
-LIGHTNING = "xgrad_rewrite.integrations.lightning"
-PYTORCH_LIGHTNING = "xgrad_rewrite.integrations.pytorch_lightning"
-INTEGRATIONS = (HF, LIGHTNING, PYTORCH_LIGHTNING)
-
-# Qualified name of a Trainer class -> the integration module whose callback it takes.
-TRAINERS = {
-    "transformers.Trainer": HF,
-    "transformers.trainer.Trainer": HF,
-    "transformers.Seq2SeqTrainer": HF,
-    "transformers.trainer_seq2seq.Seq2SeqTrainer": HF,
-    "lightning.Trainer": LIGHTNING,
-    "lightning.pytorch.Trainer": LIGHTNING,
-    "lightning.pytorch.trainer.Trainer": LIGHTNING,
-    "lightning.pytorch.trainer.trainer.Trainer": LIGHTNING,
-    "pytorch_lightning.Trainer": PYTORCH_LIGHTNING,
-    "pytorch_lightning.trainer.Trainer": PYTORCH_LIGHTNING,
-    "pytorch_lightning.trainer.trainer.Trainer": PYTORCH_LIGHTNING,
-}
-HF_CALLBACKS_POSITION = 9  # transformers.Trainer(model, args, ..., compute_metrics, callbacks)
+from xgrad_rewrite.codemod.trainers import (
+    CALLBACK,
+    HF,
+    HF_CALLBACKS_POSITION,
+    INTEGRATIONS,
+    TRAINERS,
+)
 
 STARRED_ARGS = "XG201"  # *args/**kwargs in the call may already pass callbacks
 NOT_A_LIST = "XG202"  # callbacks=<expression>: not a list literal we can append to

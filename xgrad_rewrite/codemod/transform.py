@@ -28,11 +28,12 @@ from xgrad_rewrite.codemod.imports import our_aliases
 from xgrad_rewrite.codemod.inplace import in_place
 from xgrad_rewrite.codemod.lines import LineMap, report
 from xgrad_rewrite.codemod.positions import Positions
+from xgrad_rewrite.codemod.trainers import patched_cleanly, trainer_calls
 
 if TYPE_CHECKING:
     import libcst as cst
 
-_FRAMEWORKS = re.compile(r"transformers|lightning")  # every module trainer_callback.TRAINERS names
+_FRAMEWORKS = re.compile(r"transformers|lightning")  # every module trainers.TRAINERS names
 
 
 def parse_ast(source: str) -> ast.Module:
@@ -63,13 +64,33 @@ def rewrite(source: str, options: Options | None = None) -> Result:
     options = options or Options()
     tree = parse_ast(source)
     callbacks = options.mode == "eager" and _may_build_a_trainer(source)
-    if not (options.revert or callbacks or "XGradCallback" in source):
-        if not our_aliases(tree, Positions(source)):  # no earlier run's calls to take out
+    if not (options.revert or "XGradCallback" in source):
+        earlier = bool(our_aliases(tree, Positions(source)))  # an earlier run's calls to take out
+        if callbacks and not earlier:
+            answer = _callbacks_only(source, tree, options)
+            if answer is not None:
+                return answer
+        elif not callbacks and not earlier:
             return _patch(source, source, tree, None, [], [], options)
-        unchanged = in_place(source, options)
-        if unchanged is not None:
-            return unchanged
+        elif not callbacks:
+            unchanged = in_place(source, options)
+            if unchanged is not None:
+                return unchanged
     return _rewrite_with_libcst(source, tree, callbacks, options)
+
+
+def _callbacks_only(source: str, tree: ast.Module, options: Options) -> Result | None:
+    """An unpatched Trainer script whose only change is the callback, added to every Trainer
+    call with nothing to report: the answer is "changed", and libcst is loaded only if the new
+    text is asked for. None in any other case (the libcst path decides)."""
+    calls = trainer_calls(tree)
+    if not calls or len({integration for _, integration in calls}) > 1:
+        return None
+    if not all(patched_cleanly(call, integration) for call, integration in calls):
+        return None
+    if plan_calls(Finder(tree, source), options).plans:
+        return None  # a training loop too: its calls and notes are placed after the callback
+    return Result(lambda: _rewrite_with_libcst(source, tree, True, options).text, True)
 
 
 def _may_build_a_trainer(source: str) -> bool:
