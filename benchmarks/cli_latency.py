@@ -174,7 +174,8 @@ FILES = {
     "patched": ("patched.py", "training script, already patched", "--check"),
     "module": ("module.py", "non-training module (pre-filter path)", "--check"),
     "diff": ("train.py", "training script, unpatched, `--diff` (new text made)", "--diff"),
-    "hf": ("hf.py", "HF Trainer script (callback pass: libcst), `--check`", "--check"),
+    "hf": ("hf.py", "HF Trainer script, unpatched (--check: would patch)", "--check"),
+    "hf_patched": ("hf_patched.py", "HF Trainer script, already patched (libcst)", "--check"),
 }
 
 
@@ -213,10 +214,14 @@ def main() -> None:
         shutil.copy(SCRIPT, work / "patched.py")
         shutil.copy(MODULE, work / "module.py")
         shutil.copy(HF_SCRIPT, work / "hf.py")
+        shutil.copy(HF_SCRIPT, work / "hf_patched.py")
         env = dict(os.environ, NO_COLOR="1")
         env["XGRAD_REWRITE_CACHE_DIR"] = str(work / "cache-setup")
         subprocess.run(
-            [str(BIN / "xgrad-rewrite"), "-q", "patched.py"], cwd=work, env=env, check=True
+            [str(BIN / "xgrad-rewrite"), "-q", "patched.py", "hf_patched.py"],
+            cwd=work,
+            env=env,
+            check=True,
         )
         rows = cases(work)
         times: dict[tuple[str, str, str], list[float]] = {r[:3]: [] for r in rows}
@@ -262,7 +267,8 @@ def main() -> None:
         f"Inputs: `benchmarks/data/{SCRIPT.name}` ({lines} lines; as is, and after "
         f"`xgrad-rewrite` patched it), `benchmarks/data/{MODULE.name}` ({module_lines} "
         "lines, no training step) and `fixtures/hf_trainer.in.py` (a transformers `Trainer` "
-        "script: no loop, it gets a callback), copied to a temp dir. Every command ran "
+        "script: no loop, it gets a callback; as is, and patched), copied to a temp dir. "
+        "Every command ran "
         f"{args.reps} times, all rows alternating, after one untimed warm-up each; wall time of "
         "the whole process (interpreter start included).",
         "",
@@ -301,9 +307,10 @@ def main() -> None:
         "exactly where the codemod would put them; any doubt takes the libcst path). The "
         "pre-filter (a file with no trace of a training step is not even parsed) and the cache "
         "(a file already in the target state is answered from its hash) cover the rest. "
-        "`--diff` and writing still load libcst, and so does a file that builds a "
-        "transformers/Lightning `Trainer` (its callback is added with libcst and its matchers): "
-        "the last rows of the table.",
+        "An unpatched transformers/Lightning `Trainer` script whose only change is the "
+        "callback is answered on the ast too (`codemod/trainers.py`). `--diff` and writing "
+        "still load libcst, and so does `--check` of a Trainer script already patched (its "
+        "callback is taken out and put back with libcst): those rows miss the target.",
         "",
         "Where the time of one cold `xgrad-rewrite --check` of the unpatched script goes "
         "(medians, measured inside a fresh interpreter, so Python's own start-up is not "

@@ -25,9 +25,9 @@ def test_one_repetition_writes_the_report(tmp_path) -> None:
         timeout=300,
     )
     report = out.read_text()
-    assert report.count("| xgrad-rewrite | cold |") == 5
-    assert report.count("| black | warm |") == 5
-    assert report.count("black's median: target") == 10
+    assert report.count("| xgrad-rewrite | cold |") == 6
+    assert report.count("| black | warm |") == 6
+    assert report.count("black's median: target") == 12
     # --check never makes new text, so only the --diff rows load libcst: the breakdown says so
     assert "import libcst (only `--diff` and writing get here)" in report
     assert "--reps 1" in report
