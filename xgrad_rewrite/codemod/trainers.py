@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import ast
 
-from xgrad_rewrite.codemod.collect import collect
-from xgrad_rewrite.codemod.scopes import Scopes
+from xgrad_rewrite.codemod.find import Finder
 
 CALLBACK = "XGradCallback"
 HF = "xgrad_rewrite.integrations.transformers"
@@ -36,13 +35,11 @@ TRAINERS = {
 HF_CALLBACKS_POSITION = 9  # transformers.Trainer(model, args, ..., compute_metrics, callbacks)
 
 
-def trainer_calls(tree: ast.Module) -> list[tuple[ast.Call, str]]:
+def trainer_calls(finder: Finder) -> list[tuple[ast.Call, str]]:
     """(call, integration) for every call of a Trainer, by what its name was imported as."""
-    collected = collect(tree)
-    scopes = Scopes(tree, collected.parents)
     out = []
-    for call in collected.calls:
-        qualified = scopes.qualified_names(call.func)
+    for call in finder.collected.calls:
+        qualified = finder.ids.qualified_names(call.func)
         integration = next((TRAINERS[q] for q in sorted(qualified) if q in TRAINERS), None)
         if integration is not None:
             out.append((call, integration))

@@ -83,12 +83,13 @@ def _callbacks_only(source: str, tree: ast.Module, options: Options) -> Result |
     """An unpatched Trainer script whose only change is the callback, added to every Trainer
     call with nothing to report: the answer is "changed", and libcst is loaded only if the new
     text is asked for. None in any other case (the libcst path decides)."""
-    calls = trainer_calls(tree)
+    finder = Finder(tree, source)
+    calls = trainer_calls(finder)
     if not calls or len({integration for _, integration in calls}) > 1:
         return None
     if not all(patched_cleanly(call, integration) for call, integration in calls):
         return None
-    if plan_calls(Finder(tree, source), options).plans:
+    if plan_calls(finder, options).plans:
         return None  # a training loop too: its calls and notes are placed after the callback
     return Result(lambda: _rewrite_with_libcst(source, tree, True, options).text, True)
 
