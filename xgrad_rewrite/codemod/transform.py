@@ -64,19 +64,17 @@ def rewrite(source: str, options: Options | None = None) -> Result:
     options = options or Options()
     tree = parse_ast(source)
     callbacks = options.mode == "eager" and _may_build_a_trainer(source)
-    if not (options.revert or "XGradCallback" in source):
-        earlier = bool(our_aliases(tree, Positions(source)))  # an earlier run's calls to take out
-        if callbacks and not earlier:
-            answer = _callbacks_only(source, tree, options)
-            if answer is not None:
-                return answer
-        elif not callbacks and not earlier:
-            return _patch(source, source, tree, None, [], [], options)
-        elif not callbacks:
-            unchanged = in_place(source, options)
-            if unchanged is not None:
-                return unchanged
-    return _rewrite_with_libcst(source, tree, callbacks, options)
+    if options.revert or "XGradCallback" in source:
+        return _rewrite_with_libcst(source, tree, callbacks, options)
+    earlier = bool(our_aliases(tree, Positions(source)))  # an earlier run's calls to take out
+    if not earlier and not callbacks:
+        return _patch(source, source, tree, None, [], [], options)  # the common case
+    answer = None  # answers on the ast where it can be sure; else libcst decides
+    if earlier and not callbacks:
+        answer = in_place(source, options)
+    elif callbacks and not earlier:
+        answer = _callbacks_only(source, tree, options)
+    return answer or _rewrite_with_libcst(source, tree, callbacks, options)
 
 
 def _callbacks_only(source: str, tree: ast.Module, options: Options) -> Result | None:
