@@ -7,7 +7,10 @@ The analysis (which steps, which optimizer, where the calls go) runs on the stan
 :mod:`ast`; libcst, whose import alone costs more than a whole ``black --check``, is loaded only
 to edit: to remove an earlier run's calls, to add a Trainer callback, or to write the new text.
 A file that has none of those to do (the common ``--check`` of an unpatched script) is answered
-from the analysis alone, and its new text is made only if asked for.
+from the analysis alone, and its new text is made only if asked for. Two more answers come from
+the ast where they can be sure, else libcst decides: a patched file already exactly as this run
+would leave it (:mod:`.inplace`), and a Trainer script whose only change is its callback
+(:mod:`.trainers`).
 """
 
 from __future__ import annotations
