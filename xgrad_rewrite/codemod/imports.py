@@ -25,10 +25,10 @@ def runtime_alias(statement: ast.stmt) -> str | None:
     return None
 
 
-def our_imports(tree: ast.Module, positions: Positions) -> list[ast.Import]:
+def our_imports(tree: ast.Module, positions: Positions) -> dict[ast.stmt, str]:
     """Top-level lines that are exactly ``import xgrad_rewrite.runtime as <alias>`` under a name
-    the codemod would choose: what revert takes out."""
-    out = []
+    the codemod would choose (what revert takes out), each with its alias."""
+    out = {}
     for index, statement in enumerate(tree.body):
         alias = runtime_alias(statement)
         if alias is None or not OUR_ALIAS.fullmatch(alias):
@@ -37,13 +37,12 @@ def our_imports(tree: ast.Module, positions: Positions) -> list[ast.Import]:
             index + 1 == len(tree.body) or tree.body[index + 1].lineno > statement.end_lineno
         )
         if alone:
-            assert isinstance(statement, ast.Import)
-            out.append(statement)
+            out[statement] = alias
     return out
 
 
 def our_aliases(tree: ast.Module, positions: Positions) -> set[str]:
-    return {runtime_alias(s) or "" for s in our_imports(tree, positions)}
+    return set(our_imports(tree, positions).values())
 
 
 def choose_alias(tree: ast.Module, positions: Positions, names: set[str]) -> tuple[str, bool]:

@@ -22,7 +22,7 @@ from xgrad_rewrite.codemod.blocks import FUNCTIONS, Slot, line_end
 from xgrad_rewrite.codemod.calls import Insertion, plan_calls
 from xgrad_rewrite.codemod.collect import collect
 from xgrad_rewrite.codemod.find import Finder
-from xgrad_rewrite.codemod.imports import RUNTIME_MODULE, our_imports, runtime_alias
+from xgrad_rewrite.codemod.imports import RUNTIME_MODULE, our_imports
 from xgrad_rewrite.codemod.lines import report
 from xgrad_rewrite.codemod.positions import Positions
 
@@ -34,7 +34,7 @@ def in_place(source: str, options: Options) -> Result | None:
     tree = ast.parse(source)  # its own tree: the calls are taken out of it below
     positions = Positions(source)
     imports = our_imports(tree, positions)
-    aliases = {runtime_alias(s) or "" for s in imports}
+    aliases = set(imports.values())
     if not imports or source.count(RUNTIME_MODULE) != len(imports):
         return None
     present = _take_calls(tree, aliases, positions)
@@ -42,7 +42,7 @@ def in_place(source: str, options: Options) -> Result | None:
         return None
     tree.body = [s for s in tree.body if s not in imports]
     used = collect(tree).names & aliases
-    kept = [s for s in imports if runtime_alias(s) in used]
+    kept = [s for s, alias in imports.items() if alias in used]
     dropped = [s for s in imports if s not in kept]
     tree.body = sorted([*tree.body, *kept], key=lambda s: s.lineno)
     if not tree.body:
