@@ -107,8 +107,8 @@ PHASES = """
 import sys, time
 import libcst
 from xgrad_rewrite.codemod.api import Options
-from xgrad_rewrite.codemod.calls import plan_calls
-from xgrad_rewrite.codemod.find import Finder
+from xgrad_rewrite.codemod.analysis.calls import plan_calls
+from xgrad_rewrite.codemod.analysis.find import Finder
 from xgrad_rewrite.codemod.transform import parse, parse_ast, rewrite
 
 def best(f):
@@ -303,12 +303,12 @@ def main() -> None:
         "on the standard library's `ast`, and libcst, whose import alone takes about as long "
         "as black's whole cold run, is loaded only to make new text: never by `--check` of an "
         'unpatched script (the answer is "would patch" as soon as one call is planned) or of '
-        "a patched one (`codemod/inplace.py` checks on the ast that the calls present are "
+        "a patched one (`codemod/analysis/inplace.py` checks on the ast that the calls present are "
         "exactly where the codemod would put them; any doubt takes the libcst path). The "
         "pre-filter (a file with no trace of a training step is not even parsed) and the cache "
         "(a file already in the target state is answered from its hash) cover the rest. "
         "An unpatched transformers/Lightning `Trainer` script whose only change is the "
-        "callback is answered on the ast too (`codemod/trainers.py`). `--diff` and writing "
+        "callback is answered on the ast too (`codemod/analysis/trainers.py`). `--diff` and writing "
         "still load libcst, and so does `--check` of a Trainer script already patched (its "
         "callback is taken out and put back with libcst): those rows miss the target.",
         "",

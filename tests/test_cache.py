@@ -230,6 +230,16 @@ def test_a_codemod_source_change_changes_the_key(monkeypatch, tmp_path):
     assert cache_mod.options_key(Options()) != one
 
 
+def test_a_change_in_a_codemod_sub_package_changes_the_key(monkeypatch, tmp_path):
+    analysis = tmp_path / "xgrad_rewrite" / "codemod" / "analysis"
+    analysis.mkdir(parents=True)
+    (analysis / "find.py").write_text("# v1\n")
+    monkeypatch.setattr(cache_mod, "__file__", str(tmp_path / "xgrad_rewrite" / "cache.py"))
+    one = cache_mod.options_key(Options())
+    (analysis / "find.py").write_text("# v2, longer\n")
+    assert cache_mod.options_key(Options()) != one
+
+
 def test_a_warm_run_never_imports_libcst(script):
     code = textwrap.dedent(
         """\
@@ -250,7 +260,7 @@ def test_a_warm_run_never_imports_libcst(script):
 
     assert once() == "0 True"  # patches (libcst needed), fills the cache
     assert once("--check") == "0 False"
-    # without the cache the ast answers "already patched" too (codemod/inplace.py) ...
+    # without the cache the ast answers "already patched" too (codemod/analysis/inplace.py) ...
     assert once("--check", "--no-cache") == "0 False"
     # ... and libcst is loaded only to change the file (the control)
     assert once("--no-cache", "-s", "3") == "0 True"

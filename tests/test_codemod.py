@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xgrad_rewrite.codemod import Options, ParseError, rewrite
-from xgrad_rewrite.codemod.calls import format_s
+from xgrad_rewrite.codemod.analysis.calls import format_s
 
 
 def src(text: str) -> str:
@@ -424,7 +424,7 @@ async def train(model, data, mode):
 
 
 def test_statements_pair_across_match_try_star_async_elif_and_one_line_suites() -> None:
-    """The ast analysis and libcst's edit see the same statements (codemod/cstmap.py) in every
+    """The ast analysis and libcst's edit see the same statements (codemod/edit/cstmap.py) in every
     compound statement; the in-place check and revert agree on them."""
     result = rewrite(ODD_SHAPES)
     compile(result.text, "odd.py", "exec")

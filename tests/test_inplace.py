@@ -1,4 +1,4 @@
-"""The ast-only "already in the target state" answer (codemod/inplace.py) against the full
+"""The ast-only "already in the target state" answer (codemod/analysis/inplace.py) against the full
 libcst path (take the calls out, put them back, compare), on every golden output and on
 perturbed copies of them: the fast answer may decline (None), but never say "unchanged" where the
 full path would change a byte, and when it answers, its diagnostics and step lines are the same.
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.test_fixtures import FIXTURES, NAMES, options_for, read
 from xgrad_rewrite.codemod import Options, rewrite
-from xgrad_rewrite.codemod.inplace import in_place
+from xgrad_rewrite.codemod.analysis.inplace import in_place
 from xgrad_rewrite.codemod.transform import _rewrite_with_libcst
 
 # Outputs the fast answer does not cover: Trainer callbacks always take the libcst path, and a

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xgrad_rewrite.codemod.trainer_callback import add_trainer_callbacks
+from xgrad_rewrite.codemod.edit.trainer_callback import add_trainer_callbacks
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIXTURES = ["hf_trainer", "lightning_trainer"]
@@ -205,7 +205,7 @@ def test_crlf_and_comments_survive():
 
 def test_does_not_import_torch():
     code = (
-        "import sys, libcst; from xgrad_rewrite.codemod.trainer_callback import "
+        "import sys, libcst; from xgrad_rewrite.codemod.edit.trainer_callback import "
         "add_trainer_callbacks as f\n"
         "f(libcst.parse_module('from transformers import Trainer\\nTrainer()\\n'), 1, False)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "

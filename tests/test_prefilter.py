@@ -164,7 +164,7 @@ def test_cli_syntax_error_in_a_file_without_a_step(tmp_path) -> None:
 def test_trainer_scripts_are_checked_without_libcst(tmp_path) -> None:
     """Only a Trainer imported from transformers/lightning gets a callback (libcst's pass); and
     that pass is needed for the new text, not for the answer of --check."""
-    from xgrad_rewrite.codemod.trainers import TRAINERS
+    from xgrad_rewrite.codemod.analysis.trainers import TRAINERS
     from xgrad_rewrite.codemod.transform import _FRAMEWORKS
 
     assert all(

@@ -433,7 +433,7 @@ def test_digits_example_trains_with_adadelta_patched(tmp_path):
 
 def test_codemods_static_list_mirrors_the_registry():
     """The codemod (no torch) keeps its own list of classes with a rule: it must match."""
-    from xgrad_rewrite.codemod.known_optimizers import SUPPORTED
+    from xgrad_rewrite.codemod.analysis.known_optimizers import SUPPORTED
     from xgrad_rewrite.optim import AdaBelief, AdaM3
     from xgrad_rewrite.runtime.registry import supported
 

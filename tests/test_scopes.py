@@ -1,4 +1,4 @@
-"""codemod/scopes.py: the bindings a name is read from and what an imported name stands for
+"""codemod/analysis/scopes.py: the bindings a name is read from and what an imported name stands for
 (the part of libcst's ScopeProvider the analysis used), on small programs."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import ast
 import textwrap
 
-from xgrad_rewrite.codemod.collect import collect
-from xgrad_rewrite.codemod.scopes import Scopes
+from xgrad_rewrite.codemod.analysis.collect import collect
+from xgrad_rewrite.codemod.analysis.scopes import Scopes
 
 
 def _reads(source: str, name: str) -> tuple[Scopes, list[ast.Name]]:

@@ -1,4 +1,4 @@
-"""codemod/trainers.py + transform._callbacks_only: the ast answer for an unpatched Trainer
+"""codemod/analysis/trainers.py + transform._callbacks_only: the ast answer for an unpatched Trainer
 script against libcst's callback pass (trainer_callback.py), over import forms x call shapes x
 with/without a training loop. The ast may decline (None); when it answers, the libcst path must
 agree: changed, nothing to report, and the same new text."""

@@ -43,7 +43,10 @@ def cache_root() -> Path:
 def options_key(options: Options) -> str:
     """A short hash of everything besides a file's bytes that decides the codemod's output."""
     codemod = Path(__file__).with_name("codemod")
-    stats = sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in codemod.glob("*.py"))
+    stats = sorted(
+        (p.relative_to(codemod).as_posix(), p.stat().st_mtime_ns, p.stat().st_size)
+        for p in codemod.rglob("*.py")  # sub-packages included: any edit of the codemod counts
+    )
     material = repr((__version__, options, stats)).encode()
     return hashlib.sha256(material).hexdigest()[:16]
 

@@ -24,14 +24,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from xgrad_rewrite.codemod import diagnostics as codes
+from xgrad_rewrite.codemod.analysis.calls import Insertion, plan_calls
+from xgrad_rewrite.codemod.analysis.find import Finder
+from xgrad_rewrite.codemod.analysis.imports import our_aliases
+from xgrad_rewrite.codemod.analysis.inplace import in_place
+from xgrad_rewrite.codemod.analysis.lines import LineMap, report
+from xgrad_rewrite.codemod.analysis.positions import Positions
+from xgrad_rewrite.codemod.analysis.trainers import patched_cleanly, trainer_calls
 from xgrad_rewrite.codemod.api import Diagnostic, Options, ParseError, Result
-from xgrad_rewrite.codemod.calls import Insertion, plan_calls
-from xgrad_rewrite.codemod.find import Finder
-from xgrad_rewrite.codemod.imports import our_aliases
-from xgrad_rewrite.codemod.inplace import in_place
-from xgrad_rewrite.codemod.lines import LineMap, report
-from xgrad_rewrite.codemod.positions import Positions
-from xgrad_rewrite.codemod.trainers import patched_cleanly, trainer_calls
 
 if TYPE_CHECKING:
     import libcst as cst
@@ -106,11 +106,11 @@ def _rewrite_with_libcst(
     source: str, tree: ast.Module, callbacks: bool, options: Options
 ) -> Result:
     """Take out an earlier run's calls (and Trainer callbacks), add callbacks, then patch."""
-    from xgrad_rewrite.codemod.revert import revert
+    from xgrad_rewrite.codemod.edit.revert import revert
 
     module, removed = revert(parse(source))
     if "XGradCallback" in source:
-        from xgrad_rewrite.codemod.trainer_callback import add_trainer_callbacks
+        from xgrad_rewrite.codemod.edit.trainer_callback import add_trainer_callbacks
 
         module = add_trainer_callbacks(module, options.s, revert=True)[0]
     if options.revert:
@@ -121,7 +121,7 @@ def _rewrite_with_libcst(
     if callbacks:
         # Frameworks that own their loop (transformers/Lightning Trainer) get a callback; imported
         # only here because it needs libcst and its QualifiedNameProvider.
-        from xgrad_rewrite.codemod.trainer_callback import add_trainer_callbacks
+        from xgrad_rewrite.codemod.edit.trainer_callback import add_trainer_callbacks
 
         module, trainer_diagnostics = add_trainer_callbacks(module, options.s, revert=False)
         diagnostics.extend(trainer_diagnostics)
@@ -168,8 +168,8 @@ def _new_text(
         return text
 
     def make() -> str:
-        from xgrad_rewrite.codemod.cstmap import locate
-        from xgrad_rewrite.codemod.patch import apply
+        from xgrad_rewrite.codemod.edit.cstmap import locate
+        from xgrad_rewrite.codemod.edit.patch import apply
 
         parsed = module if module is not None else parse(text)
         return apply(parsed, insertions, locate(parsed, tree)).code

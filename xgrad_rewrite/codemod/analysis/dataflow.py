@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from xgrad_rewrite.codemod.blocks import FUNCTIONS, Block, Navigator, is_module, items_of
+from xgrad_rewrite.codemod.analysis.blocks import FUNCTIONS, Block, Navigator, is_module, items_of
 
 # Calls that move or reshape data rather than run a model: a statement made only of these is not
 # a forward, so prediction need not start before it (it is harmless either way).

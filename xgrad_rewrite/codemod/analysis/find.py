@@ -10,10 +10,9 @@ import ast
 from dataclasses import dataclass, field
 
 from xgrad_rewrite.codemod import diagnostics as codes
-from xgrad_rewrite.codemod.api import Options
-from xgrad_rewrite.codemod.blocks import FUNCTIONS, Block, Navigator, Slot
-from xgrad_rewrite.codemod.collect import collect
-from xgrad_rewrite.codemod.dataflow import (
+from xgrad_rewrite.codemod.analysis.blocks import FUNCTIONS, Block, Navigator, Slot
+from xgrad_rewrite.codemod.analysis.collect import collect
+from xgrad_rewrite.codemod.analysis.dataflow import (
     Modules,
     arg_values,
     callee_name,
@@ -25,10 +24,11 @@ from xgrad_rewrite.codemod.dataflow import (
     restore_item,
     uses,
 )
-from xgrad_rewrite.codemod.identity import Identities, Identity
-from xgrad_rewrite.codemod.known_optimizers import is_supported
-from xgrad_rewrite.codemod.positions import Positions
-from xgrad_rewrite.codemod.scopes import Scopes
+from xgrad_rewrite.codemod.analysis.identity import Identities, Identity
+from xgrad_rewrite.codemod.analysis.known_optimizers import is_supported
+from xgrad_rewrite.codemod.analysis.positions import Positions
+from xgrad_rewrite.codemod.analysis.scopes import Scopes
+from xgrad_rewrite.codemod.api import Options
 
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 

@@ -25,18 +25,18 @@ from libcst.metadata import (
     QualifiedNameSource,
 )
 
-from xgrad_rewrite.codemod.api import Diagnostic
-from xgrad_rewrite.codemod.calls import Insertion, format_s
-from xgrad_rewrite.codemod.cstmap import locate
-from xgrad_rewrite.codemod.imports import import_slot
-from xgrad_rewrite.codemod.patch import apply
-from xgrad_rewrite.codemod.trainers import (
+from xgrad_rewrite.codemod.analysis.calls import Insertion, format_s
+from xgrad_rewrite.codemod.analysis.imports import import_slot
+from xgrad_rewrite.codemod.analysis.trainers import (
     CALLBACK,
     HF,
     HF_CALLBACKS_POSITION,
     INTEGRATIONS,
     TRAINERS,
 )
+from xgrad_rewrite.codemod.api import Diagnostic
+from xgrad_rewrite.codemod.edit.cstmap import locate
+from xgrad_rewrite.codemod.edit.patch import apply
 
 STARRED_ARGS = "XG201"  # *args/**kwargs in the call may already pass callbacks
 NOT_A_LIST = "XG202"  # callbacks=<expression>: not a list literal we can append to

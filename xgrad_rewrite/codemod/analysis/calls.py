@@ -9,11 +9,11 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from xgrad_rewrite.codemod.analysis.blocks import Slot
+from xgrad_rewrite.codemod.analysis.find import Finder, Plan, find
+from xgrad_rewrite.codemod.analysis.fx_mode import find_fx
+from xgrad_rewrite.codemod.analysis.imports import choose_alias, import_code, import_slot
 from xgrad_rewrite.codemod.api import Options
-from xgrad_rewrite.codemod.blocks import Slot
-from xgrad_rewrite.codemod.find import Finder, Plan, find
-from xgrad_rewrite.codemod.fx_mode import find_fx
-from xgrad_rewrite.codemod.imports import choose_alias, import_code, import_slot
 
 
 def format_s(s: float) -> str:

@@ -14,7 +14,7 @@ import ast
 from collections import defaultdict
 from collections.abc import Mapping
 
-from xgrad_rewrite.codemod.blocks import FUNCTIONS
+from xgrad_rewrite.codemod.analysis.blocks import FUNCTIONS
 
 _SCOPES = (*FUNCTIONS, ast.Lambda, ast.ClassDef, ast.Module)
 

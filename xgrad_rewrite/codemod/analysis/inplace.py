@@ -17,14 +17,14 @@ import ast
 import re
 from collections import Counter
 
+from xgrad_rewrite.codemod.analysis.blocks import FUNCTIONS, Slot, line_end
+from xgrad_rewrite.codemod.analysis.calls import Insertion, plan_calls
+from xgrad_rewrite.codemod.analysis.collect import collect
+from xgrad_rewrite.codemod.analysis.find import Finder
+from xgrad_rewrite.codemod.analysis.imports import RUNTIME_MODULE, our_imports
+from xgrad_rewrite.codemod.analysis.lines import report
+from xgrad_rewrite.codemod.analysis.positions import Positions
 from xgrad_rewrite.codemod.api import Options, Result
-from xgrad_rewrite.codemod.blocks import FUNCTIONS, Slot, line_end
-from xgrad_rewrite.codemod.calls import Insertion, plan_calls
-from xgrad_rewrite.codemod.collect import collect
-from xgrad_rewrite.codemod.find import Finder
-from xgrad_rewrite.codemod.imports import RUNTIME_MODULE, our_imports
-from xgrad_rewrite.codemod.lines import report
-from xgrad_rewrite.codemod.positions import Positions
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 

@@ -12,7 +12,7 @@ import re
 
 import libcst as cst
 
-from xgrad_rewrite.codemod.imports import OUR_ALIAS, RUNTIME_MODULE
+from xgrad_rewrite.codemod.analysis.imports import OUR_ALIAS, RUNTIME_MODULE
 
 
 def runtime_aliases(module: cst.Module) -> set[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 import re
 
-from xgrad_rewrite.codemod.blocks import Slot
-from xgrad_rewrite.codemod.positions import Positions
+from xgrad_rewrite.codemod.analysis.blocks import Slot
+from xgrad_rewrite.codemod.analysis.positions import Positions
 
 RUNTIME_MODULE = "xgrad_rewrite.runtime"
 ALIAS = "xgrad"

@@ -11,8 +11,8 @@ from collections import defaultdict
 
 import libcst as cst
 
-from xgrad_rewrite.codemod.calls import Insertion
-from xgrad_rewrite.codemod.cstmap import Location
+from xgrad_rewrite.codemod.analysis.calls import Insertion
+from xgrad_rewrite.codemod.edit.cstmap import Location
 
 _SEMICOLON = cst.Semicolon(
     whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(" ")

@@ -10,11 +10,11 @@ from __future__ import annotations
 import ast
 
 from xgrad_rewrite.codemod import diagnostics as codes
+from xgrad_rewrite.codemod.analysis.blocks import Slot
+from xgrad_rewrite.codemod.analysis.dataflow import callee_name, dotted
+from xgrad_rewrite.codemod.analysis.find import Finder, Note, Plan
+from xgrad_rewrite.codemod.analysis.known_optimizers import is_supported
 from xgrad_rewrite.codemod.api import Options
-from xgrad_rewrite.codemod.blocks import Slot
-from xgrad_rewrite.codemod.dataflow import callee_name, dotted
-from xgrad_rewrite.codemod.find import Finder, Note, Plan
-from xgrad_rewrite.codemod.known_optimizers import is_supported
 
 
 def find_fx(finder: Finder, options: Options) -> list[tuple[Plan, str]]:

@@ -16,11 +16,11 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from xgrad_rewrite.codemod import known_optimizers as known
-from xgrad_rewrite.codemod.blocks import Navigator
-from xgrad_rewrite.codemod.collect import Collected
-from xgrad_rewrite.codemod.dataflow import arg_values, callee_name, dotted, positional
-from xgrad_rewrite.codemod.scopes import Scopes
+from xgrad_rewrite.codemod.analysis import known_optimizers as known
+from xgrad_rewrite.codemod.analysis.blocks import Navigator
+from xgrad_rewrite.codemod.analysis.collect import Collected
+from xgrad_rewrite.codemod.analysis.dataflow import arg_values, callee_name, dotted, positional
+from xgrad_rewrite.codemod.analysis.scopes import Scopes
 
 Kind = Literal["optimizer", "unknown", "not"]
 _NOT_BY_NAME = re.compile(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 
-from xgrad_rewrite.codemod.find import Finder
+from xgrad_rewrite.codemod.analysis.find import Finder
 
 CALLBACK = "XGradCallback"
 HF = "xgrad_rewrite.integrations.transformers"

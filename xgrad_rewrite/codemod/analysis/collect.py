@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ast
 
-from xgrad_rewrite.codemod.blocks import FUNCTIONS, Block
+from xgrad_rewrite.codemod.analysis.blocks import FUNCTIONS, Block
 
 
 class Collected:
