@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import xgrad_rewrite.runtime as xg
 from xgrad_rewrite.runtime import api
-from xgrad_rewrite.runtime.rules import register_builtin
+from xgrad_rewrite.runtime.registry import register_builtin
 
 optim = torch.optim
 

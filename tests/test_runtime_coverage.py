@@ -1,4 +1,4 @@
-"""Issue 11: rules for Adadelta, ASGD, Rprop, Adafactor, Muon and SparseAdam against the
+"""Rules for Adadelta, ASGD, Rprop, Adafactor, Muon and SparseAdam against the
 independent reference in tests/reference_coverage.py; exactness claims; restore bit-exact;
 the unknown-class error; the patched digits example trained with Adadelta."""
 
@@ -16,7 +16,7 @@ import reference_coverage as ref
 import torch
 
 import xgrad_rewrite.runtime as xg
-from xgrad_rewrite.runtime.rules import register_builtin
+from xgrad_rewrite.runtime.registry import register_builtin
 from xgrad_rewrite.runtime.rules.rprop import rprop_rule
 
 optim = torch.optim

@@ -46,7 +46,7 @@ from test_runtime_training import test_runtime_equals_algorithm_1
 import xgrad_rewrite.runtime as xg
 from xgrad_rewrite.optim import AdaBelief, AdaM3
 from xgrad_rewrite.runtime import fused
-from xgrad_rewrite.runtime.rules import register_builtin
+from xgrad_rewrite.runtime.registry import register_builtin
 from xgrad_rewrite.runtime.rules.base import Batch, Delta, Rule
 
 REUSED = [  # keeps the imports used; pytest collects each of them in this module too

@@ -8,7 +8,7 @@ import torch
 
 import xgrad_rewrite.runtime as xg
 from xgrad_rewrite.optim import AdaBelief, AdaM3
-from xgrad_rewrite.runtime.rules import register_builtin
+from xgrad_rewrite.runtime.registry import register_builtin
 
 optim = torch.optim
 

@@ -1,4 +1,10 @@
-"""Rules per optimizer class, looked up along the MRO; wrappers unwrapped to the torch optimizer."""
+"""Rules per optimizer class, looked up along the MRO; wrappers unwrapped to the torch optimizer.
+
+The one place that maps classes to rules: it starts from `rules.table.builtin()` (torch's
+classes), adds a user's `register(cls, rule)`, and, the first time it sees a class from a
+package in `rules.thirdparty.PACKAGES`, that package's `rules.thirdparty.entries(package)`.
+The rules modules themselves know nothing of it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,10 @@ from typing import Any
 
 import torch
 
+from xgrad_rewrite.runtime.rules import table, thirdparty
 from xgrad_rewrite.runtime.rules.base import DeltaFn, Rule
 
-_RULES: dict[type, Rule] = {}
+_RULES: dict[type, Rule] = dict(table.builtin())
 
 _CLOSURE_DRIVEN = (torch.optim.LBFGS,)
 
@@ -18,6 +25,11 @@ def register(cls: type, rule: Rule | DeltaFn) -> None:
     if not isinstance(cls, type):
         raise TypeError(f"register() needs an optimizer class, got {cls!r}")
     _RULES[cls] = rule if isinstance(rule, Rule) else Rule(delta=rule, name=cls.__name__)
+
+
+def register_builtin() -> None:
+    """Put the built-in rules back (tests call it to undo their own `register` calls)."""
+    _RULES.update(table.builtin())
 
 
 def unwrap(optimizer: Any) -> torch.optim.Optimizer:
@@ -79,26 +91,23 @@ _THIRD_PARTY_DONE: set[str] = set()
 
 
 def _register_third_party(cls: type) -> None:
-    """Register rules for lion_pytorch / timm / transformers / bitsandbytes on first sight.
+    """Add the entries for lion_pytorch / timm / transformers / bitsandbytes on first sight.
 
     Only an optimizer from one of those packages triggers it, so `import xgrad_rewrite.runtime`
-    never imports them.
+    never imports them. A rule the user registered for the same class is kept.
     """
     for klass in cls.__mro__:
         package = klass.__module__.partition(".")[0]
         if package in _THIRD_PARTY_DONE or package in ("torch", "builtins"):
             continue
-        from xgrad_rewrite.runtime.rules import thirdparty
-
         if package in thirdparty.PACKAGES:
             _THIRD_PARTY_DONE.add(package)
-            thirdparty.register_package(package, add=_RULES.setdefault)  # a user's rule wins
+            for third_party_cls, rule in thirdparty.entries(package):
+                _RULES.setdefault(third_party_cls, rule)
 
 
 def supported() -> list[str]:
     """The optimizer classes with a rule now, then the third-party ones supported once installed."""
-    from xgrad_rewrite.runtime.rules import thirdparty
-
     names = set()
     for cls in _RULES:
         public = getattr(torch.optim, cls.__name__, None) is cls

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,3 +89,16 @@ def adam_delta(
 def scalar(x: float | Tensor) -> float:
     """A hyperparameter (float or 1-element tensor) as a Python float."""
     return float(x)
+
+
+def importable_classes(module: str, names: Sequence[str]) -> list[type]:
+    """The classes `module.<name>` that import; none when the module fails to import.
+
+    For the entries of optimizers outside torch: a missing or broken optional install must not
+    break `predict` for anything else.
+    """
+    try:
+        mod = importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - a broken optional install must not break predict
+        return []
+    return [c for c in (getattr(mod, n, None) for n in names) if isinstance(c, type)]

@@ -1,8 +1,9 @@
-"""Rules for well-known optimizers outside torch, registered lazily by `registry.rule_for`.
+"""Rules for well-known optimizers outside torch, and `entries(package)`, their (class, rule) pairs.
 
-Nothing here imports those packages at import time: the registry calls `register_package(name)`
-the first time it looks up a rule for an optimizer whose class comes from one of `PACKAGES`
-(so the package is loaded already), and this module then registers the classes it finds.
+Nothing here imports those packages at import time, nor registers anything: the registry calls
+`entries(package)` the first time it looks up a rule for an optimizer whose class comes from one
+of `PACKAGES` (so the package is loaded already), and adds the pairs it gets to its table (a
+user's own `register` for the same class wins).
 
 - timm.optim's NAdamW, LaProp, Adan, Lamb, AdamP: see `timm_optim.py`.
 - Lion (`lion_pytorch.Lion`, its foreach variant, `timm.optim.Lion`): step t+1 moves θ by
@@ -21,17 +22,22 @@ the first time it looks up a rule for an optimizer whose class comes from one of
 
 from __future__ import annotations
 
-import importlib
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from xgrad_rewrite.runtime.registry import register
 from xgrad_rewrite.runtime.rules import timm_optim
-from xgrad_rewrite.runtime.rules.base import Batch, Delta, Rule, adam_delta, scalar, steps
+from xgrad_rewrite.runtime.rules.base import (
+    Batch,
+    Delta,
+    Rule,
+    adam_delta,
+    importable_classes,
+    scalar,
+    steps,
+)
 
 # What `rule_for`'s TypeError lists as supported when the package is installed.
 SUPPORTED = (
@@ -128,14 +134,6 @@ def _bnb_adam_delta(batch: Batch) -> Delta:
 BNB_ADAM = Rule(delta=_bnb_adam_delta, name="bitsandbytes Adam", decoupled_decay=True)
 
 
-def _classes(module: str, names: tuple[str, ...]) -> list[type]:
-    try:
-        mod = importlib.import_module(module)
-    except Exception:  # noqa: BLE001 - a broken optional install must not break predict
-        return []
-    return [c for c in (getattr(mod, n, None) for n in names) if isinstance(c, type)]
-
-
 def _bnb_names() -> tuple[str, ...]:
     base = ("Adam", "AdamW")
     return tuple(
@@ -148,14 +146,7 @@ _TABLE: dict[str, list[tuple[str, tuple[str, ...], Rule]]] = {
         ("lion_pytorch.lion_pytorch", ("Lion",), LION),
         ("lion_pytorch.foreach", ("Lion",), LION),
     ],
-    "timm": [
-        ("timm.optim", ("Lion",), LION),
-        ("timm.optim", ("NAdamW",), timm_optim.NADAMW),
-        ("timm.optim", ("LaProp",), timm_optim.LAPROP),
-        ("timm.optim", ("Adan",), timm_optim.ADAN),
-        ("timm.optim", ("Lamb",), timm_optim.LAMB),
-        ("timm.optim", ("AdamP",), timm_optim.ADAMP),
-    ],
+    "timm": [("timm.optim", ("Lion",), LION)],  # the others: timm_optim.entries()
     "transformers": [("transformers.optimization", ("Adafactor",), HF_ADAFACTOR)],
     "bitsandbytes": [("bitsandbytes.optim", _bnb_names(), BNB_ADAM)],
 }
@@ -163,8 +154,13 @@ _TABLE: dict[str, list[tuple[str, tuple[str, ...], Rule]]] = {
 PACKAGES = frozenset(_TABLE)
 
 
-def register_package(package: str, add: Callable[[type, Rule], None] = register) -> None:
-    """Register the rules for `package`'s optimizer classes that can be imported."""
-    for module, names, rule in _TABLE.get(package, []):
-        for cls in _classes(module, names):
-            add(cls, rule)
+def entries(package: str) -> list[tuple[type, Rule]]:
+    """(class, rule) for `package`'s optimizer classes that can be imported (imports them)."""
+    out = [
+        (cls, rule)
+        for module, names, rule in _TABLE.get(package, [])
+        for cls in importable_classes(module, names)
+    ]
+    if package == "timm":
+        out += timm_optim.entries()
+    return out

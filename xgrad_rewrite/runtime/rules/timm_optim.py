@@ -4,8 +4,9 @@ Each Δθ is the update step t applied, recomputed from the state after step t a
 formula has a gradient term (NAdamW's Nesterov term, AdamP's projection, any `caution` mask),
 the cached g_t; their decoupled weight decays are dropped as for AdamW (eq. 20). Exact unless
 noted: Lamb's trust ratio and L2 term and AdamP's projection use θt where step t used θ_{t−1}.
-Imported only through `thirdparty.register_package("timm")` (never imports timm itself, except
-AdamP's own `projection`, read from the loaded `timm.optim.adamp`).
+`entries()` gives their (class, rule) pairs; the registry reads them through
+`thirdparty.entries("timm")` on first sight of a timm optimizer, so nothing imports timm before
+then (AdamP's rule also reads timm's own `projection` from `timm.optim.adamp`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from xgrad_rewrite.runtime.rules.base import Batch, Delta, Rule, scalar, steps
+from xgrad_rewrite.runtime.rules.base import (
+    Batch,
+    Delta,
+    Rule,
+    importable_classes,
+    scalar,
+    steps,
+)
 
 
 def _caution_(updates: list[Tensor], grads: list[Tensor]) -> None:
@@ -148,3 +156,13 @@ LAPROP = _rule(laprop_delta, "timm LaProp")
 ADAN = _rule(adan_delta, "timm Adan")
 LAMB = _rule(lamb_delta, "timm Lamb")
 ADAMP = _rule(adamp_delta, "timm AdamP", needs_grad=lambda group: True)
+
+
+def entries() -> list[tuple[type, Rule]]:
+    """(class, rule) for the timm.optim classes above that import; imports timm.optim."""
+    rules = {"NAdamW": NADAMW, "LaProp": LAPROP, "Adan": ADAN, "Lamb": LAMB, "AdamP": ADAMP}
+    return [
+        (cls, rule)
+        for name, rule in rules.items()
+        for cls in importable_classes("timm.optim", (name,))
+    ]
