@@ -1,4 +1,4 @@
-"""FX path: weight prediction built into a traced model's graph (design.md, "FX contract").
+"""FX path: weight prediction built into a traced model's graph (README.md, "FX mode").
 
     import xgrad_rewrite.runtime as xgrad
     model = xgrad.fx.predictive(model, optimizer, s=2)   # once, after both exist
@@ -14,6 +14,9 @@ tensor per param group, read from the group's `lr` at each training forward, so 
 act as in the eager path). The weights are never written: gradients land on the real
 parameters, nothing is stashed or restored, an exception in the forward leaves nothing to clean
 up, and the traced forward composes with `torch.compile`.
+
+It reads the runtime only through `xgrad_rewrite.runtime.internal` (never the runtime package
+itself, which imports this one on first use of `xgrad.fx`).
 
 The model object itself is returned, with its `forward` replaced by a `PredictiveForward`:
 training-mode forwards with gradients enabled run the traced graph; `model.eval()` and

@@ -11,9 +11,7 @@ from torch import Tensor, fx, nn
 
 from xgrad_rewrite.fx.graph import ROOT, Read, predict_reads
 from xgrad_rewrite.fx.trace import UntraceableModelError, trace
-from xgrad_rewrite.runtime import directions
-from xgrad_rewrite.runtime.api import effective_s
-from xgrad_rewrite.runtime.registry import rule_for, unwrap
+from xgrad_rewrite.runtime.internal import directions, effective_s, rule_for, unwrap
 
 
 class PredictiveForward:

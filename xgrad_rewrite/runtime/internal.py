@@ -1,0 +1,21 @@
+"""Runtime functions for xgrad's own other layers, not for users: the FX path is their client.
+
+`xgrad_rewrite.fx` builds its prediction from the runtime's rules and must check its arguments
+the way `predict` does; it imports what it needs from here and from no other runtime module,
+so the runtime's inner modules can move without touching it, and `xgrad.fx` (which the runtime
+package imports on first use) never imports the runtime package back.
+
+- `directions(optimizer)`: the public [(param, Δθ, lr)], the formulas stated once.
+- `effective_s(s)`: s after `XGRAD_S` / `XGRAD_DISABLE`, with `predict`'s ValueError.
+- `rule_for(optimizer)`: the optimizer's rule, or `predict`'s TypeError for an unsupported one.
+- `unwrap(optimizer)`: the torch optimizer inside accelerate/Lightning-style wrappers.
+
+Nothing here is a stable API: names may change with their only client.
+"""
+
+from __future__ import annotations
+
+from xgrad_rewrite.runtime.api import directions, effective_s
+from xgrad_rewrite.runtime.registry import rule_for, unwrap
+
+__all__ = ["directions", "effective_s", "rule_for", "unwrap"]
