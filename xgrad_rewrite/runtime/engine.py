@@ -1,6 +1,6 @@
 """The shared engine: gather parameters with state, compute Δθ by rule, stash θt, write θ̂ in place.
 
-Two steps kept apart so other back ends can plug in (issue 10's fused path):
+Two steps kept apart so other back ends can plug in (the fused path, `fused.py`, replaces apply):
 `compute(optimizer, rule, record)` yields `(Batch, Delta, lr)` per param group × device × dtype and
 never writes anything; `apply(batch, delta, coef, record)` stashes θt and writes
 θ̂ = θt − coef·Δθ (coef = lr·s) with one `_foreach_addcdiv_` / `_foreach_add_`. `materialize`

@@ -41,7 +41,7 @@ from xgrad_rewrite.runtime.rules.base import Batch, Delta, Rule
 log = logging.getLogger(__name__)
 
 IMPLS = ("auto", "foreach", "fused")
-AUTO_DEVICES = frozenset({"cuda"})  # CPU: faster per step, but compiles 30-200 s (fastpath.md)
+AUTO_DEVICES = frozenset({"cuda"})  # CPU: faster per step, but compiles take 30-200 s
 AUTO_MIN_NUMEL = 1 << 20  # below ~1M elements a compile (seconds) never pays for itself
 MAX_KERNELS = 32  # distinct compiled programs per process; beyond, new ones use foreach
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
