@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xgrad_rewrite.codemod import Options, ParseError, rewrite
-from xgrad_rewrite.codemod.analysis.calls import format_s
+from xgrad_rewrite.codemod.inserted import format_s
 
 
 def src(text: str) -> str:

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 
 import click
 
+from xgrad_rewrite.codemod.inserted import MARKER
+
 LineSink = Callable[[int, str], None]
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
@@ -98,7 +100,7 @@ def looks_patched(script: str) -> bool:
     """Whether the script mentions the runtime (a patched loop may also live in an import)."""
     try:
         with open(script, encoding="utf-8", errors="replace") as fh:
-            return "xgrad_rewrite" in fh.read()
+            return MARKER in fh.read()
     except OSError:
         return False
 

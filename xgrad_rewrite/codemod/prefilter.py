@@ -28,9 +28,10 @@ import ast
 import re
 
 from xgrad_rewrite.codemod.api import Options
+from xgrad_rewrite.codemod.inserted import CALLBACK, MARKER
 
-_ANY = re.compile(r"backward|xgrad|XGrad|Trainer|optim|param_groups|unscale_|schedul|LR")
-_REVERT = re.compile(r"xgrad|XGradCallback")
+_ANY = re.compile(rf"backward|{MARKER}|{CALLBACK}|Trainer|optim|param_groups|unscale_|schedul|LR")
+_REVERT = re.compile(rf"{MARKER}|{CALLBACK}")
 
 
 def could_change(source: str, options: Options) -> bool:

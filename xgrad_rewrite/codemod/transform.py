@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from xgrad_rewrite.codemod import diagnostics as codes
+from xgrad_rewrite.codemod import inserted
 from xgrad_rewrite.codemod.analysis.calls import Insertion, plan_calls
 from xgrad_rewrite.codemod.analysis.find import Finder
 from xgrad_rewrite.codemod.analysis.imports import our_aliases
@@ -67,7 +68,7 @@ def rewrite(source: str, options: Options | None = None) -> Result:
     options = options or Options()
     tree = parse_ast(source)
     callbacks = options.mode == "eager" and _may_build_a_trainer(source)
-    if options.revert or "XGradCallback" in source:
+    if options.revert or inserted.CALLBACK in source:
         return _rewrite_with_libcst(source, tree, callbacks, options)
     earlier = bool(our_aliases(tree, Positions(source)))  # an earlier run's calls to take out
     if not earlier and not callbacks:
@@ -109,7 +110,7 @@ def _rewrite_with_libcst(
     from xgrad_rewrite.codemod.edit.revert import revert
 
     module, removed = revert(parse(source))
-    if "XGradCallback" in source:
+    if inserted.CALLBACK in source:
         from xgrad_rewrite.codemod.edit.trainer_callback import add_trainer_callbacks
 
         module = add_trainer_callbacks(module, options.s, revert=True)[0]
@@ -181,7 +182,7 @@ def _unplaced(source: str, unplaced: Counter[tuple[str, str]], alias: str) -> Re
     """A patched file with a call this run would not put back (written by hand, or its step
     is no longer found): stripping it would change what the script does, so leave every byte."""
     (kind, optimizer), *_ = unplaced
-    needle = f".{kind}({optimizer}" if kind != "fx" else ".fx.predictive("
+    needle = inserted.call_prefix(kind, optimizer)
     line = next((n for n, text in enumerate(source.splitlines(), 1) if needle in text), 1)
     message = (
         f"this run would not insert {alias}.{kind}({optimizer}, ...) (written by hand, or its "

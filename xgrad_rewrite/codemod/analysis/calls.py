@@ -12,14 +12,9 @@ from dataclasses import dataclass
 from xgrad_rewrite.codemod.analysis.blocks import Slot
 from xgrad_rewrite.codemod.analysis.find import Finder, Plan, find
 from xgrad_rewrite.codemod.analysis.fx_mode import find_fx
-from xgrad_rewrite.codemod.analysis.imports import choose_alias, import_code, import_slot
+from xgrad_rewrite.codemod.analysis.imports import choose_alias, import_slot
 from xgrad_rewrite.codemod.api import Options
-
-
-def format_s(s: float) -> str:
-    """``2`` for 2.0, ``0.5`` for 0.5: the number as a user would write it."""
-    value = float(s)
-    return str(int(value)) if value.is_integer() else repr(value)
+from xgrad_rewrite.codemod.inserted import import_line, render
 
 
 @dataclass(eq=False)
@@ -52,20 +47,19 @@ class Planned:
             return list(self.calls)
         slot, take_leading = import_slot(tree)
         self.import_slot = slot
-        return [Insertion(slot, import_code(self.alias), take_leading), *self.calls]
+        return [Insertion(slot, import_line(self.alias), take_leading), *self.calls]
 
 
 def plan_calls(finder: Finder, options: Options) -> Planned:
     """The calls for every step :mod:`.find` (or, with ``--mode fx``, :mod:`.fx_mode`) finds."""
     alias, needs_import = choose_alias(finder.module, finder.positions, finder.collected.names)
-    s = format_s(options.s)
     calls: list[Insertion] = []
     plans: list[Plan] = []
     if options.mode == "fx":
         for plan, model in find_fx(finder, options):
             plans.append(plan)
             if plan.predict is not None:
-                code = f"{model} = {alias}.fx.predictive({model}, {plan.optimizer}, s={s})"
+                code = render("fx", alias, plan.optimizer, options.s, model)
                 calls.append(Insertion(plan.predict, code, kind="fx", optimizer=plan.optimizer))
     else:
         plans = find(finder, options)
@@ -73,9 +67,9 @@ def plan_calls(finder: Finder, options: Options) -> Planned:
         for plan in plans:
             wanted = []
             if plan.restore is not None:
-                wanted.append(("restore", plan.restore, f"{alias}.restore({plan.optimizer})"))
+                wanted.append(("restore", plan.restore, render("restore", alias, plan.optimizer)))
             if plan.predict is not None:
-                code = f"{alias}.predict({plan.optimizer}, s={s})"
+                code = render("predict", alias, plan.optimizer, options.s)
                 wanted.append(("predict", plan.predict, code))
             for kind, slot, code in wanted:
                 if (slot.key(), kind, plan.optimizer) in seen:

@@ -10,6 +10,7 @@ import ast
 from dataclasses import dataclass, field
 
 from xgrad_rewrite.codemod import diagnostics as codes
+from xgrad_rewrite.codemod import inserted
 from xgrad_rewrite.codemod.analysis.blocks import FUNCTIONS, Block, Navigator, Slot
 from xgrad_rewrite.codemod.analysis.collect import collect
 from xgrad_rewrite.codemod.analysis.dataflow import (
@@ -228,23 +229,13 @@ def _manual_calls(finder: Finder) -> set[tuple[int, str]]:
     ``import xgrad_rewrite.runtime as A`` left after revert, then ``A.predict(opt, ...)``,
     ``A.restore(opt)`` or ``A.predicted(opt, ...)``."""
     aliases = {
-        alias.asname
-        for stmt in finder.module.body
-        if isinstance(stmt, ast.Import)
-        for alias in stmt.names
-        if alias.name == "xgrad_rewrite.runtime" and alias.asname
+        alias for stmt in finder.module.body if (alias := inserted.runtime_alias(stmt)) is not None
     }
-    found = set()
+    found: set[tuple[int, str]] = set()
+    if not aliases:
+        return found
     for call in finder.collected.calls:
-        func = call.func
-        if (
-            aliases
-            and isinstance(func, ast.Attribute)
-            and isinstance(func.value, ast.Name)
-            and func.value.id in aliases
-            and func.attr in ("predict", "restore", "predicted")
-            and (values := arg_values(call))
-        ):
+        if inserted.hand_call(call, aliases) and (values := arg_values(call)):
             owner = finder.nav.scope_owner(call)
             found.add((id(owner), finder.code(values[0])))
     return found

@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 import ast
-import re
 
+from xgrad_rewrite.codemod import inserted
 from xgrad_rewrite.codemod.analysis.blocks import Slot
 from xgrad_rewrite.codemod.analysis.positions import Positions
-
-RUNTIME_MODULE = "xgrad_rewrite.runtime"
-ALIAS = "xgrad"
-FALLBACK_ALIAS = "xgrad_runtime"
-# Aliases the codemod itself chooses: only an import under one of these is the codemod's own
-# (a script that imports the runtime as ``xg`` and calls ``xg.restore(opt)`` is left alone).
-OUR_ALIAS = re.compile(r"xgrad(_runtime(_\d+)?)?")
-
-
-def runtime_alias(statement: ast.stmt) -> str | None:
-    """``A`` for ``import xgrad_rewrite.runtime as A`` (and nothing else in the statement)."""
-    if isinstance(statement, ast.Import) and len(statement.names) == 1:
-        alias = statement.names[0]
-        if alias.name == RUNTIME_MODULE and alias.asname:
-            return alias.asname
-    return None
 
 
 def our_imports(tree: ast.Module, positions: Positions) -> dict[ast.stmt, str]:
@@ -30,8 +14,8 @@ def our_imports(tree: ast.Module, positions: Positions) -> dict[ast.stmt, str]:
     the codemod would choose (what revert takes out), each with its alias."""
     out = {}
     for index, statement in enumerate(tree.body):
-        alias = runtime_alias(statement)
-        if alias is None or not OUR_ALIAS.fullmatch(alias):
+        alias = inserted.our_import_alias(statement)
+        if alias is None:
             continue
         alone = positions.starts_line(statement) and (
             index + 1 == len(tree.body) or tree.body[index + 1].lineno > statement.end_lineno
@@ -52,16 +36,7 @@ def choose_alias(tree: ast.Module, positions: Positions, names: set[str]) -> tup
     existing = sorted(our_aliases(tree, positions))
     if existing:
         return existing[0], False
-    if ALIAS not in names:
-        return ALIAS, True
-    alias, index = FALLBACK_ALIAS, 2
-    while alias in names:
-        alias, index = f"{FALLBACK_ALIAS}_{index}", index + 1
-    return alias, True
-
-
-def import_code(alias: str) -> str:
-    return f"import {RUNTIME_MODULE} as {alias}"
+    return inserted.choose_alias(names), True
 
 
 def import_slot(tree: ast.Module) -> tuple[Slot, bool]:

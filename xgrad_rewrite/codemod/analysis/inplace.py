@@ -17,11 +17,12 @@ import ast
 import re
 from collections import Counter
 
+from xgrad_rewrite.codemod import inserted
 from xgrad_rewrite.codemod.analysis.blocks import FUNCTIONS, Slot, line_end
 from xgrad_rewrite.codemod.analysis.calls import Insertion, plan_calls
 from xgrad_rewrite.codemod.analysis.collect import collect
 from xgrad_rewrite.codemod.analysis.find import Finder
-from xgrad_rewrite.codemod.analysis.imports import RUNTIME_MODULE, our_imports
+from xgrad_rewrite.codemod.analysis.imports import our_imports
 from xgrad_rewrite.codemod.analysis.lines import report
 from xgrad_rewrite.codemod.analysis.positions import Positions
 from xgrad_rewrite.codemod.api import Options, Result
@@ -35,7 +36,7 @@ def in_place(source: str, options: Options) -> Result | None:
     positions = Positions(source)
     imports = our_imports(tree, positions)
     aliases = set(imports.values())
-    if not imports or source.count(RUNTIME_MODULE) != len(imports):
+    if not imports or source.count(inserted.RUNTIME_MODULE) != len(imports):
         return None
     present = _take_calls(tree, aliases, positions)
     if present is None:
@@ -66,44 +67,6 @@ def in_place(source: str, options: Options) -> Result | None:
     return Result(source, False, diagnostics, steps)
 
 
-def _inserted(
-    statement: ast.stmt, aliases: set[str], positions: Positions
-) -> tuple[str, str] | None:
-    """(kind, optimizer source) for a statement in a shape the codemod writes."""
-    if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
-        call = statement.value
-        func = call.func
-        if not (
-            isinstance(func, ast.Attribute)
-            and isinstance(func.value, ast.Name)
-            and func.value.id in aliases
-            and len(call.args) == 1
-            and not isinstance(call.args[0], ast.Starred)
-        ):
-            return None
-        keywords = [k.arg for k in call.keywords]
-        if (func.attr, keywords) in (("predict", ["s"]), ("restore", [])):
-            return func.attr, positions.segment(call.args[0])
-        return None
-    if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
-        call = statement.value
-        if not (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Attribute)
-            and call.func.attr == "predictive"
-            and isinstance(call.func.value, ast.Attribute)
-            and call.func.value.attr == "fx"
-            and isinstance(call.func.value.value, ast.Name)
-            and call.func.value.value.id in aliases
-            and len(call.args) == 2
-            and [k.arg for k in call.keywords] == ["s"]
-            and positions.segment(statement.targets[0]) == positions.segment(call.args[0])
-        ):
-            return None
-        return "fx", positions.segment(call.args[1])
-    return None
-
-
 def _take_calls(
     tree: ast.Module, aliases: set[str], positions: Positions
 ) -> dict[int, tuple[tuple[str, str], ast.stmt]] | None:
@@ -117,7 +80,7 @@ def _take_calls(
                 continue
             kept = []
             for statement in block:
-                found = _inserted(statement, aliases, positions)
+                found = inserted.inserted_call(statement, aliases, positions.segment)
                 if found is None:
                     kept.append(statement)
                 else:

@@ -9,8 +9,8 @@ from xgrad_rewrite.codemod import diagnostics as codes
 from xgrad_rewrite.codemod.analysis.blocks import Slot, line_end
 from xgrad_rewrite.codemod.analysis.calls import Insertion, Planned
 from xgrad_rewrite.codemod.analysis.find import Finder
-from xgrad_rewrite.codemod.analysis.imports import ALIAS
 from xgrad_rewrite.codemod.api import Diagnostic, StepReport
+from xgrad_rewrite.codemod.inserted import ALIAS
 
 
 class Lines(Protocol):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import ast
 
 from xgrad_rewrite.codemod.analysis.find import Finder
+from xgrad_rewrite.codemod.inserted import CALLBACK  # noqa: F401  (re-exported)
 
-CALLBACK = "XGradCallback"
 HF = "xgrad_rewrite.integrations.transformers"
 LIGHTNING = "xgrad_rewrite.integrations.lightning"
 PYTORCH_LIGHTNING = "xgrad_rewrite.integrations.pytorch_lightning"

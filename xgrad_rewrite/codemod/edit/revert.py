@@ -12,74 +12,25 @@ import re
 
 import libcst as cst
 
-from xgrad_rewrite.codemod.analysis.imports import OUR_ALIAS, RUNTIME_MODULE
+from xgrad_rewrite.codemod import inserted
 
 
 def runtime_aliases(module: cst.Module) -> set[str]:
-    """Aliases bound by our import line at top level, under a name the codemod would choose
-    (``xgrad``, ``xgrad_runtime``...): a script that imports the runtime as ``xg`` and calls
-    ``xg.restore(opt)`` itself is the user's code, never touched."""
+    """Aliases bound by the codemod's own import line at top level (see :mod:`..inserted`)."""
     return {
         a
         for stmt in module.body
-        if (a := import_alias(stmt)) is not None and OUR_ALIAS.fullmatch(a)
+        if (a := import_alias(stmt)) is not None and inserted.is_our_alias(a)
     }
 
 
 def import_alias(statement: cst.CSTNode) -> str | None:
-    """``xgrad`` for a line that is exactly ``import xgrad_rewrite.runtime as xgrad``."""
-    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
-        return None
-    node = statement.body[0]
-    if not isinstance(node, cst.Import) or len(node.names) != 1:
-        return None
-    alias = node.names[0]
-    if cst.Module([]).code_for_node(alias.name) != RUNTIME_MODULE or alias.asname is None:
-        return None
-    name = alias.asname.name
-    return name.value if isinstance(name, cst.Name) else None
+    return inserted.cst_import_alias(statement)
 
 
 def is_inserted(node: cst.CSTNode, aliases: set[str]) -> bool:
     """Whether a small statement is one of the calls the codemod writes."""
-    return inserted_call(node, aliases) is not None
-
-
-def inserted_call(node: cst.CSTNode, aliases: set[str]) -> tuple[str, str] | None:
-    """(kind, optimizer source) of an inserted call: ``("predict", "optimizer")``, else None."""
-    code = cst.Module([]).code_for_node
-    if isinstance(node, cst.Expr) and isinstance(node.value, cst.Call):
-        call = node.value
-        owner = _method_of(call.func, aliases)
-        keywords = [a.keyword.value if a.keyword else None for a in call.args]
-        if (owner == "predict" and keywords == [None, "s"]) or (
-            owner == "restore" and keywords == [None]
-        ):
-            return owner, code(call.args[0].value)
-        return None
-    if isinstance(node, cst.Assign) and len(node.targets) == 1:
-        call = node.value
-        if not isinstance(call, cst.Call) or not isinstance(call.func, cst.Attribute):
-            return None
-        if call.func.attr.value != "predictive" or _method_of(call.func.value, aliases) != "fx":
-            return None
-        keywords = [a.keyword.value if a.keyword else None for a in call.args]
-        if keywords == [None, None, "s"] and code(node.targets[0].target) == code(
-            call.args[0].value
-        ):
-            return "fx", code(call.args[1].value)
-    return None
-
-
-def _method_of(func: cst.BaseExpression, aliases: set[str]) -> str | None:
-    """``predict`` for ``xgrad.predict`` when ``xgrad`` is one of ``aliases``."""
-    if (
-        isinstance(func, cst.Attribute)
-        and isinstance(func.value, cst.Name)
-        and func.value.value in aliases
-    ):
-        return func.attr.value
-    return None
+    return inserted.cst_inserted_call(node, aliases) is not None
 
 
 class _Remover(cst.CSTTransformer):
@@ -102,7 +53,9 @@ class _Remover(cst.CSTTransformer):
         if len(kept) == len(updated.body):
             return updated
         self.calls.extend(
-            c for s in updated.body if (c := inserted_call(s, self.aliases)) is not None
+            c
+            for s in updated.body
+            if (c := inserted.cst_inserted_call(s, self.aliases)) is not None
         )
         if not kept:
             return updated  # the whole line goes, in the block
@@ -172,7 +125,7 @@ def revert(module: cst.Module) -> tuple[cst.Module, list[tuple[str, str]]]:
     imports = _Remover(aliases - still_used, drop_import=True)
     if not imports.aliases:
         return module, calls.calls
-    if code.count(RUNTIME_MODULE) == len(ours):  # no import of the runtime below top level
+    if code.count(inserted.RUNTIME_MODULE) == len(ours):  # no import of the runtime below top level
         return imports._block(module), calls.calls
     return module.visit(imports), calls.calls
 

@@ -25,7 +25,7 @@ from libcst.metadata import (
     QualifiedNameSource,
 )
 
-from xgrad_rewrite.codemod.analysis.calls import Insertion, format_s
+from xgrad_rewrite.codemod.analysis.calls import Insertion
 from xgrad_rewrite.codemod.analysis.imports import import_slot
 from xgrad_rewrite.codemod.analysis.trainers import (
     CALLBACK,
@@ -37,6 +37,7 @@ from xgrad_rewrite.codemod.analysis.trainers import (
 from xgrad_rewrite.codemod.api import Diagnostic
 from xgrad_rewrite.codemod.edit.cstmap import locate
 from xgrad_rewrite.codemod.edit.patch import apply
+from xgrad_rewrite.codemod.inserted import callback_import_line, format_s
 
 STARRED_ARGS = "XG201"  # *args/**kwargs in the call may already pass callbacks
 NOT_A_LIST = "XG202"  # callbacks=<expression>: not a list literal we can append to
@@ -71,7 +72,7 @@ def add_trainer_callbacks(
     if patcher.patched and not _has_import(module, integration):
         tree = ast.parse(module.code)
         slot, take_leading = import_slot(tree)
-        code = f"from {integration} import {CALLBACK}"
+        code = callback_import_line(integration)
         module = apply(module, [Insertion(slot, code, take_leading)], locate(module, tree))
         line = _import_line(module, code)
         diagnostics = [
