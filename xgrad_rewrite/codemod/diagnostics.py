@@ -1,33 +1,156 @@
-"""Diagnostic codes the codemod emits (documented in README.md, "Diagnostics")."""
+"""Every diagnostic code the codemod emits, in one table: severity, message, one line of help.
+
+A code is emitted only through :func:`message` / :func:`diagnostic`, which read this table, so a
+code's severity cannot differ between the places that emit it, and README's diagnostics table is
+checked against :data:`CODES` by a test (``tests/codemod/test_diagnostics_registry.py``).
+Adding a code is adding one entry here and one row there.
+
+``XG1xx`` are about training loops (the analysis), ``XG2xx`` about framework Trainer calls that
+get a callback (``edit/trainer_callback.py``).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from xgrad_rewrite.codemod.api import Diagnostic, Severity
 
-CLOSURE_STEP = "XG101"  # optimizer.step(closure): closure-driven, not patched
-UNSUPPORTED_OPTIMIZER = "XG102"  # built from a torch.optim class with no runtime rule
-WRAPPER_STEP = "XG103"  # backward+step in one wrapper call: predict only, step hook restores
-NO_STEP = "XG104"  # a backward with no optimizer step after it in the same function
-NO_FORWARD = "XG105"  # no forward found that the loss depends on: cannot place predict
-FILTERED = "XG106"  # skipped: not among the --optimizer names
-NAME_TAKEN = "XG107"  # `xgrad` already names something else: another alias used
-MANUAL = "XG110"  # the step's function already calls the runtime for that optimizer
-UNPLACED = "XG109"  # the file has calls this run would not put back: left unchanged
-FX_NO_MODEL = "XG108"  # --mode fx: no `<opt> = torch.optim.X(<model>.parameters(), ...)` found
 
-SEVERITY: dict[str, Severity] = {
-    CLOSURE_STEP: "warning",
-    UNSUPPORTED_OPTIMIZER: "warning",
-    WRAPPER_STEP: "info",
-    NO_STEP: "warning",
-    NO_FORWARD: "warning",
-    FILTERED: "info",
-    NAME_TAKEN: "info",
-    FX_NO_MODEL: "warning",
-    UNPLACED: "warning",
-    MANUAL: "info",
+@dataclass(frozen=True)
+class Code:
+    """One diagnostic: ``template`` is formatted with the fields the emitting site knows."""
+
+    code: str
+    severity: Severity
+    template: str
+    help: str
+
+
+CLOSURE_STEP = "XG101"
+UNSUPPORTED_OPTIMIZER = "XG102"
+WRAPPER_STEP = "XG103"
+NO_STEP = "XG104"
+NO_FORWARD = "XG105"
+FILTERED = "XG106"
+NAME_TAKEN = "XG107"
+FX_NO_MODEL = "XG108"
+UNPLACED = "XG109"
+MANUAL = "XG110"
+TRAINER_STARRED_ARGS = "XG201"
+TRAINER_NOT_A_LIST = "XG202"
+TRAINER_NAME_TAKEN = "XG203"
+TRAINER_MIXED_FRAMEWORKS = "XG204"
+
+CODES: dict[str, Code] = {
+    c.code: c
+    for c in (
+        Code(
+            CLOSURE_STEP,
+            "warning",
+            "{optimizer}.step(closure) runs forward and backward inside the optimizer; "
+            "a closure-driven loop cannot be patched, left unchanged",
+            "`opt.step(closure)`: the optimizer runs forward and backward itself; loop not patched",
+        ),
+        Code(
+            UNSUPPORTED_OPTIMIZER,
+            "warning",
+            "{optimizer} is built from torch.optim.{cls}, which has no XGrad rule; {outcome}",
+            "optimizer built from a `torch.optim` class with no XGrad rule (e.g. `LBFGS`); loop "
+            "not patched",
+        ),
+        Code(
+            WRAPPER_STEP,
+            "info",
+            "{wrapper}(...) does backward and step of {optimizer} together: only xgrad.predict is "
+            "inserted; the runtime's step pre-hook restores the weights before that step",
+            "backward and step in one wrapper call: predict only, the runtime's step hook restores",
+        ),
+        Code(
+            NO_STEP,
+            "warning",
+            "no optimizer step after this backward in the same function; not patched",
+            "a backward with no optimizer step after it in the same function; not patched",
+        ),
+        Code(
+            NO_FORWARD,
+            "warning",
+            "found no forward that the loss of this backward depends on in the loop of "
+            "{optimizer}.step(); not patched",
+            "no forward found that the loss depends on within the step's loop; not patched",
+        ),
+        Code(
+            FILTERED,
+            "info",
+            "{optimizer} is not among the --optimizer names; {outcome}",
+            "step skipped: its optimizer is not among the `--optimizer` names",
+        ),
+        Code(
+            NAME_TAKEN,
+            "info",
+            "the name `{taken}` is already used in this file; imported as `{alias}`",
+            "`xgrad` is already taken in the file; imported under another name",
+        ),
+        Code(
+            FX_NO_MODEL,
+            "warning",
+            "--mode fx: found no `optimizer = torch.optim.X(model.parameters(), ...)` to wrap the "
+            "model after; nothing inserted",
+            "`--mode fx`: no `optimizer = torch.optim.X(model.parameters(), ...)` found to wrap "
+            "after",
+        ),
+        Code(
+            UNPLACED,
+            "warning",
+            "this run would not insert {call} (written by hand, or its step is no longer found); "
+            "file left unchanged. Run --revert first to have xgrad-rewrite place the calls afresh",
+            "the file has an `xgrad.predict`/`restore` call this run would not insert again "
+            "(written by hand, or its step is gone): the whole file is left unchanged",
+        ),
+        Code(
+            MANUAL,
+            "info",
+            "{optimizer} already calls the runtime by hand here; left as written",
+            "the step's function already calls the runtime for that optimizer by hand; left as "
+            "written",
+        ),
+        Code(
+            TRAINER_STARRED_ARGS,
+            "warning",
+            "Trainer(*args/**kwargs): add `{callback}` to its callbacks yourself",
+            "a Trainer call with `*args`/`**kwargs` (they may already pass `callbacks`): callback "
+            "not added",
+        ),
+        Code(
+            TRAINER_NOT_A_LIST,
+            "warning",
+            "{how}: add `{callback}` to its callbacks yourself",
+            "`callbacks=` is not a list literal, or is passed by position: callback not added",
+        ),
+        Code(
+            TRAINER_NAME_TAKEN,
+            "warning",
+            "`{name}` already names something else in this file; add `{callback}` to the "
+            "Trainer's callbacks yourself",
+            "`XGradCallback` already names something else in the file: callback not added",
+        ),
+        Code(
+            TRAINER_MIXED_FRAMEWORKS,
+            "warning",
+            "Trainers of two frameworks in one file; only those taking `{first}` were patched, "
+            "add the other yourself",
+            "Trainers of two frameworks in one file: only the first framework's calls are patched",
+        ),
+    )
 }
 
 
-def diagnostic(code: str, line: int, column: int, message: str) -> Diagnostic:
-    return Diagnostic(line=line, column=column, code=code, message=message, severity=SEVERITY[code])
+def message(code: str, **fields: object) -> str:
+    """The message of ``code`` with its fields filled in."""
+    return CODES[code].template.format(**fields)
+
+
+def diagnostic(code: str, line: int, column: int, text: str) -> Diagnostic:
+    """A diagnostic at ``line``/``column`` with the registry's severity for ``code``."""
+    return Diagnostic(
+        line=line, column=column, code=code, message=text, severity=CODES[code].severity
+    )

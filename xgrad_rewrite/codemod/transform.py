@@ -184,11 +184,7 @@ def _unplaced(source: str, unplaced: Counter[tuple[str, str]], alias: str) -> Re
     (kind, optimizer), *_ = unplaced
     needle = inserted.call_prefix(kind, optimizer)
     line = next((n for n, text in enumerate(source.splitlines(), 1) if needle in text), 1)
-    message = (
-        f"this run would not insert {alias}.{kind}({optimizer}, ...) (written by hand, or its "
-        "step is no longer found); file left unchanged. Run --revert first to have xgrad-rewrite "
-        "place the calls afresh"
-    )
+    message = codes.message(codes.UNPLACED, call=f"{alias}.{kind}({optimizer}, ...)")
     return Result(
         text=source,
         changed=False,

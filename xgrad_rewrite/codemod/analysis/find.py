@@ -201,7 +201,7 @@ def find(finder: Finder, options: Options) -> list[Plan]:
             continue  # the user placed `with xgrad.predicted(optimizer):` themselves
         step = finder.pair(backward, steps)
         if step is None:
-            message = "no optimizer step after this backward in the same function; not patched"
+            message = codes.message(codes.NO_STEP)
             plans.append(_skipped("", backward.call, backward.call, codes.NO_STEP, message))
             continue
         step.backwards.append(backward)
@@ -214,7 +214,7 @@ def find(finder: Finder, options: Options) -> list[Plan]:
                 plans.append(_closure_plan(step, name, identity))
             continue
         if step.backwards and (id(finder.nav.scope_owner(step.call)), name) in manual:
-            message = f"{name} already calls the runtime by hand here; left as written"
+            message = codes.message(codes.MANUAL, optimizer=name)
             plans.append(_skipped(name, step.backwards[0].call, step.call, codes.MANUAL, message))
         elif step.backwards:
             plans.append(_step_plan(finder, step, name, identity, options))
@@ -268,17 +268,13 @@ def _closure_has_backward(finder: Finder, step: Step) -> bool:
 def _closure_plan(step: Step, name: str, identity: Identity) -> Plan:
     if identity.class_name and not is_supported(identity.class_name):
         return _unsupported(step, name, identity.class_name)
-    message = (
-        f"{name}.step(closure) runs forward and backward inside the optimizer; "
-        "a closure-driven loop cannot be patched, left unchanged"
-    )
+    message = codes.message(codes.CLOSURE_STEP, optimizer=name)
     return _skipped(name, step.call, step.call, codes.CLOSURE_STEP, message)
 
 
 def _unsupported(step: Step, name: str, class_name: str) -> Plan:
-    message = (
-        f"{name} is built from torch.optim.{class_name}, which has no XGrad rule; "
-        "loop left unchanged"
+    message = codes.message(
+        codes.UNSUPPORTED_OPTIMIZER, optimizer=name, cls=class_name, outcome="loop left unchanged"
     )
     return _skipped(name, step.call, step.call, codes.UNSUPPORTED_OPTIMIZER, message)
 
@@ -292,7 +288,7 @@ def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, option
     if identity.class_name and not is_supported(identity.class_name):
         return _unsupported(step, name, identity.class_name)
     if options.optimizers and name not in options.optimizers:
-        message = f"{name} is not among the --optimizer names; not patched"
+        message = codes.message(codes.FILTERED, optimizer=name, outcome="not patched")
         return _skipped(name, first.call, step.call, codes.FILTERED, message)
     forwards = []
     for backward in step.backwards:
@@ -312,10 +308,7 @@ def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, option
                 forwards.append(item)
                 break
     if not forwards:
-        message = (
-            f"found no forward that the loss of this backward depends on in the loop of "
-            f"{name}.step(); not patched"
-        )
+        message = codes.message(codes.NO_FORWARD, optimizer=name)
         plan = _skipped(name, first.call, step.call, codes.NO_FORWARD, message)
         plan.notes[0].node = first.call
         return plan
@@ -362,14 +355,10 @@ def _wrapper_plans(finder: Finder, plans: list[Plan], options: Options) -> list[
         if item is None:
             continue
         if options.optimizers and name not in options.optimizers:
-            message = f"{name} is not among the --optimizer names; not patched"
+            message = codes.message(codes.FILTERED, optimizer=name, outcome="not patched")
             out.append(_skipped(name, call, call, codes.FILTERED, message))
             continue
-        message = (
-            f"{finder.code(call.func)}(...) does backward and step of {name} together: "
-            "only xgrad.predict is inserted; the runtime's step pre-hook restores the "
-            "weights before that step"
-        )
+        message = codes.message(codes.WRAPPER_STEP, wrapper=finder.code(call.func), optimizer=name)
         out.append(
             Plan(name, call, call, Slot(item), None, [Note(codes.WRAPPER_STEP, call, message)])
         )

@@ -37,9 +37,11 @@ def find_fx(finder: Finder, options: Options) -> list[tuple[Plan, str]]:
         at = finder.nav.item_of(assign)
         assert at is not None
         if identity.class_name and not is_supported(identity.class_name):
-            message = (
-                f"{name} is built from torch.optim.{identity.class_name}, which has no XGrad "
-                "rule; not wrapped"
+            message = codes.message(
+                codes.UNSUPPORTED_OPTIMIZER,
+                optimizer=name,
+                cls=identity.class_name,
+                outcome="not wrapped",
             )
             out.append(
                 (
@@ -56,7 +58,7 @@ def find_fx(finder: Finder, options: Options) -> list[tuple[Plan, str]]:
             )
             continue
         if options.optimizers and name not in options.optimizers:
-            message = f"{name} is not among the --optimizer names; not wrapped"
+            message = codes.message(codes.FILTERED, optimizer=name, outcome="not wrapped")
             out.append(
                 (
                     Plan(name, assign, assign, None, None, [Note(codes.FILTERED, assign, message)]),
@@ -66,10 +68,7 @@ def find_fx(finder: Finder, options: Options) -> list[tuple[Plan, str]]:
             continue
         out.append((Plan(name, assign, assign, Slot(at[0], after=True), None), model))
     if not any(plan.predict for plan, _ in out) and finder.module.body:
-        message = (
-            "--mode fx: found no `optimizer = torch.optim.X(model.parameters(), ...)` to wrap the "
-            "model after; nothing inserted"
-        )
+        message = codes.message(codes.FX_NO_MODEL)
         first = finder.module.body[0]
         out.append(
             (Plan("", first, first, None, None, [Note(codes.FX_NO_MODEL, first, message)]), "")

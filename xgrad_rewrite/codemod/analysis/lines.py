@@ -63,7 +63,7 @@ def report(
     out = list(diagnostics)
     if planned.calls and planned.needs_import and planned.alias != ALIAS:
         line = lines.inserted(planned.import_slot) or 1
-        message = f"the name `{ALIAS}` is already used in this file; imported as `{planned.alias}`"
+        message = codes.message(codes.NAME_TAKEN, taken=ALIAS, alias=planned.alias)
         out.append(codes.diagnostic(codes.NAME_TAKEN, line, 0, message))
     for plan in planned.plans:
         for note in plan.notes:

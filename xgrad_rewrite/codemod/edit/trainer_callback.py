@@ -25,6 +25,7 @@ from libcst.metadata import (
     QualifiedNameSource,
 )
 
+from xgrad_rewrite.codemod import diagnostics as codes
 from xgrad_rewrite.codemod.analysis.calls import Insertion
 from xgrad_rewrite.codemod.analysis.imports import import_slot
 from xgrad_rewrite.codemod.analysis.trainers import (
@@ -39,10 +40,10 @@ from xgrad_rewrite.codemod.edit.cstmap import locate
 from xgrad_rewrite.codemod.edit.patch import apply
 from xgrad_rewrite.codemod.inserted import callback_import_line, format_s
 
-STARRED_ARGS = "XG201"  # *args/**kwargs in the call may already pass callbacks
-NOT_A_LIST = "XG202"  # callbacks=<expression>: not a list literal we can append to
-NAME_TAKEN = "XG203"  # `XGradCallback` already names something else in this file
-MIXED_FRAMEWORKS = "XG204"  # Trainers of two frameworks in one file: one callback name only
+STARRED_ARGS = codes.TRAINER_STARRED_ARGS
+NOT_A_LIST = codes.TRAINER_NOT_A_LIST
+NAME_TAKEN = codes.TRAINER_NAME_TAKEN
+MIXED_FRAMEWORKS = codes.TRAINER_MIXED_FRAMEWORKS
 
 
 def add_trainer_callbacks(
@@ -61,9 +62,8 @@ def add_trainer_callbacks(
     integration = found.calls[0].integration
     if _name_taken(module, integration):
         where = found.calls[0]
-        message = (
-            f"`{CALLBACK}` already names something else in this file; add "
-            f"`{integration}.{CALLBACK}(s={format_s(s)})` to the Trainer's callbacks yourself"
+        message = codes.message(
+            NAME_TAKEN, name=CALLBACK, callback=f"{integration}.{CALLBACK}(s={format_s(s)})"
         )
         return module, [*diagnostics, _diagnostic(NAME_TAKEN, where.line, where.column, message)]
     patcher = _CallPatcher(found, integration, format_s(s))
@@ -101,7 +101,7 @@ class _Found:
 
 
 def _diagnostic(code: str, line: int, column: int, message: str) -> Diagnostic:
-    return Diagnostic(line=line, column=column, code=code, message=message, severity="warning")
+    return codes.diagnostic(code, line, column, message)
 
 
 def _find(wrapper: MetadataWrapper) -> _Found:
@@ -132,10 +132,7 @@ class _TrainerFinder(cst.CSTVisitor):
         call = _Call(node, integration, start.line, start.column)
         if self.calls and integration != self.calls[0].integration:
             first = self.calls[0].integration
-            message = (
-                f"Trainers of two frameworks in one file; only those taking "
-                f"`{first}.{CALLBACK}` were patched, add the other yourself"
-            )
+            message = codes.message(MIXED_FRAMEWORKS, first=f"{first}.{CALLBACK}")
             self.diagnostics.append(_diagnostic(MIXED_FRAMEWORKS, call.line, call.column, message))
             return
         self.calls.append(call)
@@ -390,12 +387,15 @@ class _CallPatcher(cst.CSTTransformer):
         call = self.calls.get(id(original_node))
         if call is None:
             return updated_node
-        what = f"add `{CALLBACK}(s={self.s})` to its callbacks yourself"
+        callback = f"{CALLBACK}(s={self.s})"
         if any(a.star for a in updated_node.args):
-            return self._skip(call, STARRED_ARGS, f"Trainer(*args/**kwargs): {what}")
+            return self._skip(call, STARRED_ARGS, codes.message(STARRED_ARGS, callback=callback))
         positional = [a for a in updated_node.args if a.keyword is None]
         if call.integration == HF and len(positional) > HF_CALLBACKS_POSITION:
-            return self._skip(call, NOT_A_LIST, f"callbacks passed by position: {what}")
+            message = codes.message(
+                NOT_A_LIST, how="callbacks passed by position", callback=callback
+            )
+            return self._skip(call, NOT_A_LIST, message)
         index = next(
             (
                 i
@@ -418,7 +418,10 @@ class _CallPatcher(cst.CSTTransformer):
             return updated_node.with_changes(args=args)
         arg = updated_node.args[index]
         if not isinstance(arg.value, cst.List):
-            return self._skip(call, NOT_A_LIST, f"callbacks is not a list literal: {what}")
+            message = codes.message(
+                NOT_A_LIST, how="callbacks is not a list literal", callback=callback
+            )
+            return self._skip(call, NOT_A_LIST, message)
         elements = list(arg.value.elements)
         ours = [i for i, e in enumerate(elements) if _is_ours(e.value)]
         if ours:
