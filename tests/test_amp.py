@@ -1,11 +1,16 @@
 """Mixed precision: bf16 autocast on the CPU, bf16 weights, and GradScaler's skipped steps.
 
-A skipped step is the case design.md singles out: ``GradScaler.step`` never calls
-``optimizer.step()`` when a gradient is inf/nan, so the runtime's step pre-hook does not fire;
-the weights after that step must still be exactly θt.
+A skipped step is the delicate case: ``GradScaler.step`` never calls ``optimizer.step()`` when a
+gradient is inf/nan, so the runtime's step pre-hook does not fire; the weights after that step
+must still be exactly θt. Without an explicit restore, that rests on
+``install_gradscaler_restore()``, which the first ``predict`` calls and which can be removed.
 """
 
 from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -142,3 +147,63 @@ def test_gradscaler_skipped_step_relying_on_the_step_pre_hook():
     model, opt, _, theta = train_with_a_skip("hook")
     assert not xgrad.is_predicted(opt)
     assert same(model, theta)
+
+
+def test_uninstall_gradscaler_restore_puts_torch_step_back():
+    """Importing patches nothing, the first predict patches, uninstall gives torch's own back."""
+    code = textwrap.dedent(
+        """
+        import torch
+        import xgrad_rewrite.runtime as xgrad
+        torch_step = torch.amp.GradScaler.step
+        p = torch.zeros(2, requires_grad=True)
+        xgrad.predict(torch.optim.SGD([p], lr=0.1))
+        patched = torch.amp.GradScaler.step
+        xgrad.uninstall_gradscaler_restore()
+        xgrad.predict(torch.optim.SGD([p], lr=0.1))  # a new optimizer does not patch it again
+        print(patched is not torch_step, patched.__wrapped__ is torch_step,
+              torch.amp.GradScaler.step is torch_step)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "True"]
+
+
+def test_gradscaler_guarantee_holds_while_installed_only():
+    """Installed: a skipped step leaves θt with no restore call. Removed: θ̂ stays after it."""
+    xgrad.uninstall_gradscaler_restore()
+    torch_step = torch.amp.GradScaler.__dict__["step"]
+    try:
+        assert not hasattr(torch_step, "__wrapped__")
+        model, opt, _, theta = train_with_a_skip("hook")
+        assert torch.amp.GradScaler.__dict__["step"] is torch_step, "predict must not reinstall"
+        assert xgrad.is_predicted(opt) and not same(model, theta), "θ̂ left by the skipped step"
+        xgrad.restore(opt)
+        assert same(model, theta)
+
+        xgrad.install_gradscaler_restore()
+        xgrad.install_gradscaler_restore()  # idempotent: one wrapper, around torch's own
+        model, opt, _, theta = train_with_a_skip("hook")
+        assert not xgrad.is_predicted(opt)
+        assert same(model, theta)
+    finally:
+        xgrad.install_gradscaler_restore()  # as the rest of the session expects it
+    assert torch.amp.GradScaler.__dict__["step"].__wrapped__ is torch_step
+
+
+def test_uninstall_refuses_to_drop_a_later_patch():
+    xgrad.install_gradscaler_restore()
+    ours = torch.amp.GradScaler.__dict__["step"]
+
+    def theirs(self, optimizer, *args, **kwargs):
+        return ours(self, optimizer, *args, **kwargs)
+
+    torch.amp.GradScaler.step = theirs
+    try:
+        with pytest.raises(RuntimeError, match="patched again"):
+            xgrad.uninstall_gradscaler_restore()
+        assert torch.amp.GradScaler.__dict__["step"] is theirs
+    finally:
+        torch.amp.GradScaler.step = ours
+    xgrad.install_gradscaler_restore()
+    assert torch.amp.GradScaler.__dict__["step"] is ours

@@ -20,11 +20,20 @@ Public API:
 - `register(cls, rule)`: a rule for an optimizer class (looked up along the MRO); see
   `xgrad_rewrite.runtime.rules` for the interface, `adam_rule(keep_decay=True)` to keep AdamW's
   decoupled decay exactly.
+- `install_gradscaler_restore()` / `uninstall_gradscaler_restore()`: the one process-wide patch
+  (restore first in `torch.amp.GradScaler.step`), see below.
 
 The first `predict` registers a step pre-hook on the optimizer that restores before any step and,
 while prediction is on, caches the last gradient g_t for rules whose state lacks it (RMSprop and
-SGD without momentum, Adagrad, NAdam). Wrappers with an `.optimizer` that is a torch optimizer
-(accelerate, Lightning) are unwrapped. LBFGS and classes without a rule get a TypeError.
+SGD without momentum, Adagrad, NAdam). A step that `torch.amp.GradScaler` skips (inf/nan
+gradients) never calls `optimizer.step()`, so that hook cannot restore; the first `predict` in
+the process therefore also calls `install_gradscaler_restore()`, which patches
+`torch.amp.GradScaler.step` to `restore(optimizer)` first: a skipped step leaves θt. Importing
+this package patches nothing; `uninstall_gradscaler_restore()` puts torch's method back and
+keeps later `predict` calls from patching it again.
+
+Wrappers with an `.optimizer` that is a torch optimizer (accelerate, Lightning) are unwrapped.
+LBFGS and classes without a rule get a TypeError.
 Environment, read at each `predict`: `XGRAD_S` (float, replaces s), `XGRAD_DISABLE=1` (off).
 """
 
@@ -34,10 +43,12 @@ require_torch("xgrad_rewrite.runtime")
 
 from xgrad_rewrite.runtime.api import (  # noqa: E402
     directions,
+    install_gradscaler_restore,
     is_predicted,
     predict,
     predicted,
     restore,
+    uninstall_gradscaler_restore,
 )
 from xgrad_rewrite.runtime.registry import register  # noqa: E402
 from xgrad_rewrite.runtime.rules import adam_rule, adamw_rule  # noqa: E402
@@ -46,11 +57,13 @@ __all__ = [
     "adam_rule",
     "adamw_rule",
     "directions",
+    "install_gradscaler_restore",
     "is_predicted",
     "predict",
     "predicted",
     "register",
     "restore",
+    "uninstall_gradscaler_restore",
 ]
 
 

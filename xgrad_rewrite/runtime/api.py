@@ -63,7 +63,8 @@ def _pre_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
 def _install_hook(optimizer: torch.optim.Optimizer, record: engine.Record) -> None:
     if record.hook is not None:
         return
-    _guard_gradscaler_skips()
+    if _SCALER_AUTO:
+        install_gradscaler_restore()
     hooks = getattr(optimizer, "_optimizer_step_pre_hooks", {})
     if any(hook is _pre_step for hook in hooks.values()):  # e.g. copied by deepcopy
         record.hook = True
@@ -71,19 +72,30 @@ def _install_hook(optimizer: torch.optim.Optimizer, record: engine.Record) -> No
     record.hook = optimizer.register_step_pre_hook(_pre_step)
 
 
-_SCALER_GUARDED = False
+# GradScaler.step restores first: installed by the first predict, removable (see below).
+_SCALER_STEP: tuple[Any, Any] | None = None  # (torch's step, ours) while installed
+_SCALER_AUTO = True  # whether predict installs it; uninstall_gradscaler_restore() clears it
 
 
-def _guard_gradscaler_skips() -> None:
-    """Make `GradScaler.step` restore first, once per process.
+def _gradscaler_class() -> Any:
+    return getattr(getattr(torch, "amp", None), "GradScaler", None)
 
-    A scaler that finds inf/nan gradients skips `optimizer.step()`, so the step pre-hook never
-    runs; without this a wrapper doing backward and step together (MAE's `loss_scaler`) would
-    leave θ̂ in the model after a skipped step. Restoring is a no-op when nothing is predicted.
+
+def install_gradscaler_restore() -> None:
+    """Make `torch.amp.GradScaler.step(optimizer)` call `restore(optimizer)` before it steps.
+
+    The guarantee: a step the scaler skips (inf/nan gradients) leaves θt in the model. Such a step
+    never calls `optimizer.step()`, so the step pre-hook that restores never runs; without this a
+    wrapper doing backward and step together (MAE's `loss_scaler`) would leave θ̂ in the model.
+    Restoring is a no-op when nothing is predicted. It patches the class for the whole process
+    (`torch.cuda.amp.GradScaler` inherits it); the first `predict` (or `directions`) calls this,
+    importing the runtime does not. Idempotent; a no-op without `torch.amp.GradScaler`.
+    `uninstall_gradscaler_restore()` puts torch's own method back.
     """
-    global _SCALER_GUARDED
-    scaler_cls = getattr(getattr(torch, "amp", None), "GradScaler", None)
-    if _SCALER_GUARDED or scaler_cls is None:
+    global _SCALER_STEP, _SCALER_AUTO
+    _SCALER_AUTO = True
+    scaler_cls = _gradscaler_class()
+    if _SCALER_STEP is not None or scaler_cls is None:
         return
     original = scaler_cls.step
 
@@ -94,7 +106,29 @@ def _guard_gradscaler_skips() -> None:
     step.__wrapped__ = original  # type: ignore[attr-defined]
     step.__doc__ = original.__doc__
     scaler_cls.step = step
-    _SCALER_GUARDED = True
+    _SCALER_STEP = (original, step)
+
+
+def uninstall_gradscaler_restore() -> None:
+    """Put torch's own `GradScaler.step` back; later `predict` calls do not install it again.
+
+    Without it, restore before `scaler.step` yourself (as the codemod writes it): a skipped step
+    otherwise leaves θ̂ in the model until the next `restore`. `install_gradscaler_restore()`
+    turns it back on. Raises RuntimeError, changing nothing, when something else patched
+    `GradScaler.step` after xgrad (removing ours would drop theirs).
+    """
+    global _SCALER_STEP, _SCALER_AUTO
+    if _SCALER_STEP is not None:
+        original, step = _SCALER_STEP
+        scaler_cls = _gradscaler_class()
+        if scaler_cls.__dict__.get("step") is not step:
+            raise RuntimeError(
+                "xgrad: torch.amp.GradScaler.step was patched again after xgrad's restore-first "
+                "patch; remove that patch first."
+            )
+        scaler_cls.step = original
+        _SCALER_STEP = None
+    _SCALER_AUTO = False
 
 
 @torch.no_grad()
