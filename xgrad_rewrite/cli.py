@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from xgrad_rewrite import __version__
-from xgrad_rewrite.report import Report
+from xgrad_rewrite.report import Report, WriteBack
 
 if TYPE_CHECKING:
     from xgrad_rewrite.runner import Job, Outcome
@@ -143,7 +143,8 @@ def main(
         revert=revert,
         mode=mode,  # type: ignore[arg-type]  # click.Choice checked it
     )
-    report = Report(check=check or diff, revert=revert)
+    write_back = WriteBack.from_flags(check=check, diff=diff)
+    report = Report(check=not write_back.writes, revert=revert)
     # -v lists each file's steps, so it always runs the codemod (and still fills the cache).
     cache = None if no_cache else Cache.load(options)
     jobs_list = []
@@ -151,9 +152,7 @@ def main(
         if cache is not None and not verbose and path != "-" and cache.is_done(path):
             report.done(False)  # in the target state since a run left it so: no codemod
             continue
-        jobs_list.append(
-            runner.Job(path, options, write=not (check or diff), diff=diff, verbose=verbose)
-        )
+        jobs_list.append(runner.Job(path, options, write_back.for_path(path), verbose))
 
     use_color = sys.stdout.isatty() if color is None else color
     for outcome in _run(jobs_list, jobs):
@@ -161,7 +160,7 @@ def main(
         if cache is not None and outcome.path != "-":
             # Only a file now in the target state, and quiet: one with a note is run again so
             # the note is shown again.
-            written = not outcome.changed or not (check or diff)
+            written = not outcome.changed or write_back.writes
             if written and not outcome.failed and not outcome.warnings:
                 cache.remember(outcome.path)
             else:

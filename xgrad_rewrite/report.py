@@ -3,11 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 EXIT_OK = 0
 EXIT_WOULD_CHANGE = 1
 EXIT_USAGE = 2
 EXIT_FAILED = 123
+
+
+class WriteBack(Enum):
+    """What to do with a file's new text (black's ``WriteBack``)."""
+
+    YES = "yes"  # write it in place (only if it changed)
+    STDOUT = "stdout"  # ``-``: write the text to stdout, changed or not
+    DIFF = "diff"  # print a unified diff; write nothing
+    CHECK = "check"  # write nothing; only say whether it would change
+
+    @classmethod
+    def from_flags(cls, *, check: bool, diff: bool) -> WriteBack:
+        """``--diff`` with ``--check`` is ``--diff`` (which exits 1 on a change too)."""
+        if diff:
+            return cls.DIFF
+        return cls.CHECK if check else cls.YES
+
+    def for_path(self, path: str) -> WriteBack:
+        """``-`` (stdin) writes to stdout what a file would have written in place."""
+        return WriteBack.STDOUT if path == "-" and self is WriteBack.YES else self
+
+    @property
+    def writes(self) -> bool:
+        """Whether the new text goes somewhere (else the words are "would ...")."""
+        return self in (WriteBack.YES, WriteBack.STDOUT)
 
 
 def _files(n: int) -> str:

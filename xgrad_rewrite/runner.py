@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from xgrad_rewrite import files
 from xgrad_rewrite.codemod.api import Diagnostic, Options, ParseError, StepReport
+from xgrad_rewrite.report import WriteBack
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,7 @@ class Job:
 
     path: str
     options: Options
-    write: bool  # False under --check/--diff
-    diff: bool
+    write_back: WriteBack  # STDOUT for "-" where a file would be written in place
     verbose: bool
 
 
@@ -74,10 +74,9 @@ def process(job: Job) -> Outcome:
         return out
 
     new_data = files.encode(new_text, source.encoding) if out.changed else data
-    if job.path == "-":
-        if job.write:
-            out.stdout = new_data
-    elif out.changed and job.write:
+    if job.write_back is WriteBack.STDOUT:
+        out.stdout = new_data
+    elif out.changed and job.write_back is WriteBack.YES:
         try:
             files.write_atomic(job.path, new_data)
         except OSError as e:
@@ -96,7 +95,7 @@ def _python(job: Job, text: str, out: Outcome) -> str:
         out.details.extend(_step_line(job.path, s, _line, _line) for s in result.steps)
     if not result.changed:
         return text
-    if not (job.write or job.diff):
+    if job.write_back is WriteBack.CHECK:
         out.changed = True
         return text  # --check: the answer is known without making the new text (or libcst)
     import ast
@@ -107,10 +106,10 @@ def _python(job: Job, text: str, out: Outcome) -> str:
         msg = f"the rewritten code does not parse ({e.msg}, line {e.lineno})"
         raise UnstableRewrite(msg) from e
     # black's stability check, only where it protects a write: it doubles the codemod's time.
-    if job.write and rewrite(result.text, job.options).changed:
+    if job.write_back.writes and rewrite(result.text, job.options).changed:
         raise UnstableRewrite("a second pass would change the rewritten code again")
     out.changed = True
-    if job.diff:
+    if job.write_back is WriteBack.DIFF:
         out.diff = unified_diff(text, result.text, _name("a", job.path), _name("b", job.path))
     return result.text
 
@@ -129,10 +128,10 @@ def _notebook(job: Job, text: str, out: Outcome) -> str:
         )
     if not result.changed:
         return text
-    if job.write and rewrite_notebook(result.text, job.options).changed:
+    if job.write_back.writes and rewrite_notebook(result.text, job.options).changed:
         raise UnstableRewrite("a second pass would change the rewritten notebook again")
     out.changed = True
-    if job.diff:
+    if job.write_back is WriteBack.DIFF:
         out.diff = "".join(
             unified_diff(
                 _terminated(change.old),  # a cell's last line has no newline by convention
