@@ -43,7 +43,7 @@ import shlex
 import statistics
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -490,6 +490,21 @@ class Store:
             self.runs[run_key(record["config"])] = record
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+class InlinePool:
+    """``--jobs 0``: run in this process, one after the other (debugging, tests)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
 
 
 def run_all(cfgs: list[dict], store: Store, pool, desc: str) -> int:
@@ -1089,7 +1104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr-mults", default=",".join(f"{m:g}" for m in LR_MULTS))
     parser.add_argument("--sweep-seeds", default="0", help="seeds per sweep point")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="seeds of the winners' reruns")
-    parser.add_argument("-j", "--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=2, help="worker processes (0: run in this process)"
+    )
     parser.add_argument("--cost-rounds", type=int, default=12)
     parser.add_argument("--cost-block", type=int, default=10)
     parser.add_argument(
@@ -1146,7 +1163,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     begun = datetime.datetime.now(datetime.timezone.utc)
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+    pool = InlinePool() if args.jobs == 0 else ProcessPoolExecutor(args.jobs, mp_context=context)
+    with pool:
         new = run_all(plan.costs(), store, pool, "per-step cost")
         for task in args.tasks:  # task by task: a cut-short run leaves whole tasks done
             new += run_all(plan.sweep([task]), store, pool, f"{task}: lr sweep")

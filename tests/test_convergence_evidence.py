@@ -70,16 +70,17 @@ def test_quick_end_to_end_then_resume_without_redoing_runs(tmp_path):
     assert len(results.read_text().splitlines()) == len(lines) + 1  # nothing appended
 
 
-def test_a_missing_run_is_the_only_one_redone(tmp_path):
-    out = tmp_path / "results"
-    assert run("--quick", "--out", str(out), "--tasks", "digits").returncode == 0
-    results = out / "evidence_runs_quick_cpu.jsonl"
+def test_a_missing_run_is_the_only_one_redone(tmp_path, capsys):
+    ev = load_evidence()
+    argv = ["--quick", "--out", str(tmp_path), "--tasks", "digits", "--jobs", "0"]
+    ev.main(argv)
+    results = tmp_path / "evidence_runs_quick_cpu.jsonl"
     lines = results.read_text().splitlines()
     dropped = json.loads(lines[3])["config"]
     results.write_text("\n".join(lines[:3] + lines[4:]) + "\n")
-    proc = run("--quick", "--out", str(out), "--tasks", "digits")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "(1 new runs" in proc.stdout
+    capsys.readouterr()
+    ev.main(argv)
+    assert "(1 new runs" in capsys.readouterr().out
     assert json.loads(results.read_text().splitlines()[-2])["config"] == dropped  # then a session
 
 
