@@ -491,10 +491,17 @@ def test_config_lookup_stops_at_repository_root(monkeypatch, tmp_path):
     "table, message",
     [
         ("optimizers = ['a']", "unknown key 'optimizers'"),
+        ("check = true", "unknown key 'check'"),  # what to do this run is no setting
         ("s = -1", "s must be a number >= 0"),
+        ("s = '2'", "s must be a number >= 0 (got '2')"),  # TOML's types, not click's parsing
+        ("s = true", "s must be a number"),
         ("mode = 'jit'", "mode must be"),
         ("optimizer = 3", "optimizer must be"),
+        ("optimizer = ['a', 1]", "optimizer must be"),
         ("jobs = 0", "jobs must be"),
+        ("jobs = 1.5", "jobs must be an integer >= 1"),
+        ("exclude = '('", "exclude must be a regular expression"),
+        ("[tool.xgrad-rewrite.s]", "must be a number"),
     ],
 )
 def test_bad_config_is_a_usage_error(tmp_path, table, message):
@@ -502,6 +509,49 @@ def test_bad_config_is_a_usage_error(tmp_path, table, message):
     (tmp_path / "a.py").write_text("x = 1\n")
     result = run(str(tmp_path / "a.py"))
     assert result.exit_code == 2 and message in result.stderr
+    assert str(tmp_path / "pyproject.toml") in result.stderr
+
+
+def test_config_option_names_the_file_and_verbose_says_so(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(
+        xgrad_rewrite.codemod, "rewrite", lambda s, o: seen.append(o) or Result(s, False)
+    )
+    (tmp_path / "pyproject.toml").write_text("[tool.xgrad-rewrite]\ns = 3\n")
+    (tmp_path / "other.toml").write_text("[tool.xgrad-rewrite]\nmode = 'fx'\njobs = 1\n")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    result = run("-v", "--config", str(tmp_path / "other.toml"), str(tmp_path / "a.py"))
+    assert result.exit_code == 0
+    assert f"Using [tool.xgrad-rewrite] from {tmp_path / 'other.toml'}" in result.stderr
+    assert seen == [Options(mode="fx")]  # that file only: not the nearest pyproject's s
+    missing = run("--config", str(tmp_path / "nope.toml"), str(tmp_path / "a.py"))
+    assert missing.exit_code == 2 and "nope.toml" in missing.stderr
+    (tmp_path / "broken.toml").write_text("[tool.xgrad-rewrite\n")
+    broken = run("--config", str(tmp_path / "broken.toml"), str(tmp_path / "a.py"))
+    assert broken.exit_code == 2 and "broken.toml" in broken.stderr
+
+
+def test_a_setting_needs_only_its_declaration(tmp_path):
+    """A new option declared with cls=Setting is read from [tool.xgrad-rewrite] (by its long
+    name), converted and checked by its click type, and the command line still wins."""
+    import click
+
+    from xgrad_rewrite.config import Setting, read_pyproject_toml
+
+    @click.command()
+    @click.argument("paths", nargs=-1, type=click.Path(exists=True), is_eager=True)
+    @click.option("--max-steps", cls=Setting, type=click.IntRange(min=1), default=5)
+    @click.option("--config", is_eager=True, callback=read_pyproject_toml)
+    def cmd(paths, max_steps, config):
+        click.echo(f"{max_steps!r} {config}")
+
+    (tmp_path / "pyproject.toml").write_text("[tool.xgrad-rewrite]\nmax_steps = 7\n")
+    runner = CliRunner()
+    assert runner.invoke(cmd, [str(tmp_path)]).output == f"7 {tmp_path / 'pyproject.toml'}\n"
+    assert runner.invoke(cmd, ["--max-steps", "2", str(tmp_path)]).output.startswith("2 ")
+    (tmp_path / "pyproject.toml").write_text("[tool.xgrad-rewrite]\nmax-steps = 0\n")
+    bad = runner.invoke(cmd, [str(tmp_path)])
+    assert bad.exit_code == 2 and "max-steps must be an integer >= 1 (got 0)" in bad.output
 
 
 def test_summary_words():

@@ -8,27 +8,51 @@ only when needed, so a hook run on one file starts fast, and torch is never impo
 
 from __future__ import annotations
 
-import os
+import re
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from xgrad_rewrite import __version__
+from xgrad_rewrite.config import Setting, read_pyproject_toml
 from xgrad_rewrite.report import Report, WriteBack
 
 if TYPE_CHECKING:
     from xgrad_rewrite.runner import Job, Outcome
 
 
+class _Regex(click.ParamType):
+    """A regular expression, compiled (from the command line or from the config)."""
+
+    name = "regex"
+    description = "a regular expression"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, re.Pattern):
+            return value
+        try:
+            return re.compile(value)
+        except re.error as e:
+            self.fail(f"not a regular expression: {e}", param, ctx)
+
+
+# Options with cls=Setting may also be set in [tool.xgrad-rewrite] (see xgrad_rewrite.config).
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="xgrad-rewrite")
-@click.argument("paths", nargs=-1, metavar="PATH...", type=click.Path(allow_dash=True))
+@click.argument(
+    "paths",
+    nargs=-1,
+    metavar="PATH...",
+    type=click.Path(exists=True, allow_dash=True),
+    is_eager=True,  # --config's lookup starts from them
+)
 @click.option(
     "-s",
     "--s",
     "s",
+    cls=Setting,
     type=click.FloatRange(min=0),
     default=1,
     show_default=True,
@@ -40,12 +64,14 @@ if TYPE_CHECKING:
 @click.option(
     "--optimizer",
     "optimizers",
+    cls=Setting,
     multiple=True,
     metavar="NAME",
     help="Only patch steps of this optimizer (as written, e.g. optimizer_G); repeatable.",
 )
 @click.option(
     "--mode",
+    cls=Setting,
     type=click.Choice(["eager", "fx"]),
     default="eager",
     show_default=True,
@@ -53,6 +79,8 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--exclude",
+    cls=Setting,
+    type=_Regex(),
     metavar="REGEX",
     help="Skip files and directories whose /-path under a given directory matches.",
 )
@@ -71,10 +99,18 @@ if TYPE_CHECKING:
 @click.option(
     "-j",
     "--jobs",
+    cls=Setting,
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
     help="Patch files in this many worker processes.",
+)
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    is_eager=True,
+    callback=read_pyproject_toml,
+    help="Read [tool.xgrad-rewrite] from this file (default: the nearest pyproject.toml).",
 )
 @click.pass_context
 def main(
@@ -86,53 +122,22 @@ def main(
     revert: bool,
     optimizers: tuple[str, ...],
     mode: str,
-    exclude: str | None,
+    exclude: re.Pattern[str] | None,
     color: bool | None,
     quiet: bool,
     verbose: bool,
     no_cache: bool,
     jobs: int,
+    config: str | None,
 ) -> None:
     """Patch PyTorch training scripts (PATH: files, directories, - for stdin) to train with
     XGrad weight prediction, in place."""
-    from xgrad_rewrite import config
     from xgrad_rewrite.codemod.api import Options
 
     if not paths:
         raise click.UsageError("no PATH given (use - to read from stdin)")
-    missing = [p for p in paths if p != "-" and not os.path.exists(p)]
-    if missing:
-        raise click.BadParameter(f"{missing[0]!r} does not exist", param_hint="PATH")
-    pyproject = config.find_pyproject(paths)
-    if pyproject is not None:
-        try:
-            settings = config.load(pyproject)
-        except config.ConfigError as e:
-            raise click.UsageError(str(e)) from e
-        if verbose and settings:
-            click.echo(f"Using [tool.xgrad-rewrite] from {pyproject}", err=True)
-        # The command line wins over the config file (the option was given, not defaulted).
-        given = {
-            name
-            for name in ("s", "optimizers", "mode", "exclude", "jobs")
-            if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
-        }
-        s = settings["s"] if "s" in settings and "s" not in given else s
-        if "optimizer" in settings and "optimizers" not in given:
-            optimizers = settings["optimizer"]
-        mode = settings["mode"] if "mode" in settings and "mode" not in given else mode
-        exclude = settings.get("exclude") if "exclude" not in given else exclude
-        jobs = settings["jobs"] if "jobs" in settings and "jobs" not in given else jobs
-
-    pattern = None
-    if exclude:
-        import re
-
-        try:
-            pattern = re.compile(exclude)
-        except re.error as e:
-            msg = f"not a regular expression: {e}"
-            raise click.BadParameter(msg, param_hint="--exclude") from e
+    if verbose and config:
+        click.echo(f"Using [tool.xgrad-rewrite] from {config}", err=True)
 
     from xgrad_rewrite import files, runner
     from xgrad_rewrite.cache import Cache
@@ -148,7 +153,7 @@ def main(
     # -v lists each file's steps, so it always runs the codemod (and still fills the cache).
     cache = None if no_cache else Cache.load(options)
     jobs_list = []
-    for path in files.discover(paths, pattern):
+    for path in files.discover(paths, exclude):
         if cache is not None and not verbose and path != "-" and cache.is_done(path):
             report.done(False)  # in the target state since a run left it so: no codemod
             continue
