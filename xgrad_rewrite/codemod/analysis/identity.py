@@ -1,12 +1,18 @@
-"""Is this expression an optimizer? Decided by data flow, never by its name (design.md).
+"""Is this expression an optimizer? Decided by data flow, never by its name.
 
-An expression is an *optimizer* when it was built from a ``torch.optim`` class (any import alias,
-resolved through :mod:`.scopes`), or the script uses it as one (passes it to an LR
-scheduler, reads its ``param_groups``, hands it to ``scaler.step``/``scaler.unscale_``). It is
-*not* one when it was built by something known to return something else (an LR scheduler, a
-``GradScaler``, ``argparse``, ``gym.make``, an EMA helper). Anything else is *unknown*: a function
-parameter, ``self.optimizer = optimizer``, ``model.configure_optimizers(...)``; the finder accepts
-an unknown only when it is what gets ``.step()``-ped next to a backward.
+An expression is an *optimizer* when it was built from a ``torch.optim`` class or a third-party
+one the runtime supports (any import alias, resolved through :mod:`.scopes`), by a class defined
+in the file on an optimizer base, by a function of the file whose every ``return`` is one, when
+it is a parameter annotated with an optimizer class, or when the script uses it as one (passes it
+to an LR scheduler, reads its ``param_groups``, hands it to ``scaler.unscale_``). It is *not* one
+when it was built by something known to return something else (an LR scheduler, a
+``GradScaler``, ``argparse``, ``gym.make``, an EMA helper, a class defined in the file without an
+optimizer base). Anything else is *unknown*: a function parameter, ``self.optimizer =
+optimizer``, ``model.configure_optimizers(...)``; the finder accepts an unknown only when it is
+the one candidate stepped after a backward (see :meth:`.find.Finder.pair`).
+
+Answers are memoised per binding and per name, so classifying every step of a file whose loops
+rebind the same names hundreds of times stays linear in practice.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from xgrad_rewrite.codemod.analysis import known_optimizers as known
-from xgrad_rewrite.codemod.analysis.blocks import Navigator
+from xgrad_rewrite.codemod.analysis.blocks import FUNCTIONS, Navigator
 from xgrad_rewrite.codemod.analysis.collect import Collected
 from xgrad_rewrite.codemod.analysis.dataflow import arg_values, callee_name, dotted, positional
 from xgrad_rewrite.codemod.analysis.scopes import Scopes
@@ -48,6 +54,9 @@ class Identities:
         self.scopes = scopes
         self._self_assigns: dict[int, dict[str, list[ast.expr]]] = {}
         self.evidence: set[tuple[int, str]] = set()
+        self.zero_grads: set[tuple[int, str]] = set()  # `X.zero_grad()` somewhere
+        self._values: dict[int, Identity] = {}
+        self._names: dict[tuple[int, str], Identity] = {}
         self._collect_evidence()
 
     # -- keys: a dotted name within the function (or class, for self.*) it lives in -------------
@@ -72,6 +81,10 @@ class Identities:
         for call in self.collected.calls:
             name = callee_name(call)
             values = arg_values(call)
+            if name == "zero_grad" and isinstance(call.func, ast.Attribute):
+                key = self.key(call.func.value)
+                if key is not None:
+                    self.zero_grads.add(key)
             if name == "unscale_" and values:
                 self._note(values[0])
             elif self._is_scheduler_call(call):
@@ -104,6 +117,26 @@ class Identities:
 
     # -- classification --------------------------------------------------------------------
     def classify(self, node: ast.AST, depth: int = 0) -> Identity:
+        cache = self._cache_key(node)
+        if cache is not None and cache in self._names:
+            return self._names[cache]
+        identity = self._classify(node, depth)
+        if cache is not None and depth == 0:
+            self._names[cache] = identity
+        return identity
+
+    def _cache_key(self, node: ast.AST) -> tuple[int, str] | None:
+        """Names read in the same scope have the same bindings: one answer for all of them."""
+        name = dotted(node)
+        if name is None or isinstance(node, ast.Subscript):
+            return None
+        if name.startswith("self."):
+            owner = self.nav.enclosing(node, (ast.ClassDef, ast.Module))
+        else:
+            owner = self.scopes.scope_of(node)
+        return (id(owner), name)
+
+    def _classify(self, node: ast.AST, depth: int) -> Identity:
         found = [self.classify_value(v, depth) for v in self._assigned_values(node)]
         for identity in found:
             if identity.kind == "optimizer":
@@ -111,6 +144,9 @@ class Identities:
         key = self.key(node)
         if key is not None and key in self.evidence:
             return Identity("optimizer")
+        annotated = self._annotation(node)
+        if annotated is not None:
+            return annotated
         if found and all(i.kind == "not" for i in found):
             return NOT
         return UNKNOWN
@@ -122,6 +158,11 @@ class Identities:
             return self.classify(value, depth + 1)
         if not isinstance(value, ast.Call):
             return UNKNOWN
+        if id(value) not in self._values:
+            self._values[id(value)] = self._classify_call(value, depth)
+        return self._values[id(value)]
+
+    def _classify_call(self, value: ast.Call, depth: int) -> Identity:
         for name in self.qualified_names(value.func):
             cls = known.optimizer_class(name)
             if cls is not None:
@@ -130,7 +171,72 @@ class Identities:
                 return NOT
         if self._is_scheduler_call(value) or _NOT_BY_NAME.search(callee_name(value) or ""):
             return NOT
+        if isinstance(value.func, ast.Name):
+            defined = self._defined_here(value.func)
+            if isinstance(defined, ast.ClassDef):
+                return self._class_identity(defined)
+            if isinstance(defined, FUNCTIONS):
+                return self._factory_identity(defined, depth)
         return UNKNOWN
+
+    def _defined_here(self, name: ast.Name) -> ast.AST | None:
+        """The one ``def``/``class`` of this file that ``name`` is bound to, if that is all."""
+        binders = self.scopes.bindings(name)
+        if len(binders) == 1 and isinstance(binders[0], (*FUNCTIONS, ast.ClassDef)):
+            return binders[0]
+        return None
+
+    def _class_identity(self, cls: ast.ClassDef) -> Identity:
+        """A class of this file: an optimizer when a base is one (its rule is the base's), else
+        certainly not one (a sampler, an environment, a custom scheduler with ``step``)."""
+        for base in cls.bases:
+            for name in self.qualified_names(base):
+                found = known.optimizer_class(name)
+                if found is not None:
+                    return Identity("optimizer", found)
+                if name in ("torch.optim.Optimizer", "torch.optim.optimizer.Optimizer"):
+                    return Identity("optimizer", "Optimizer")
+            if isinstance(base, ast.Name) and isinstance(self._defined_here(base), ast.ClassDef):
+                inherited = self._class_identity(self._defined_here(base))  # type: ignore[arg-type]
+                if inherited.kind == "optimizer":
+                    return inherited
+        return NOT
+
+    def _factory_identity(self, function: ast.AST, depth: int) -> Identity:
+        """A function of this file whose every ``return`` gives an optimizer builds one."""
+        returns = [
+            node.value
+            for node in ast.walk(function)
+            if isinstance(node, ast.Return)
+            and node.value is not None
+            and self.nav.scope_owner(node) is function
+        ]
+        if not returns:
+            return UNKNOWN
+        found = [self.classify_value(v, depth + 1) for v in returns]
+        if all(i.kind == "optimizer" for i in found):
+            return found[0]
+        return UNKNOWN
+
+    def _annotation(self, node: ast.AST) -> Identity | None:
+        """``def train(model, optimizer: torch.optim.Optimizer)``: the annotation says it."""
+        if not isinstance(node, ast.Name):
+            return None
+        for binder in self.scopes.bindings(node):
+            if isinstance(binder, ast.arg) and binder.annotation is not None:
+                for name in self.qualified_names(binder.annotation):
+                    if name in ("torch.optim.Optimizer", "torch.optim.optimizer.Optimizer"):
+                        return Identity("optimizer")
+                    found = known.optimizer_class(name)
+                    if found is not None:
+                        return Identity("optimizer", found)
+        return None
+
+    def has_zero_grad(self, node: ast.AST) -> bool:
+        """Whether the script calls ``node.zero_grad()`` (with a ``.step()``, an optimizer's
+        pair of methods; a module has the first only)."""
+        key = self.key(node)
+        return key is not None and key in self.zero_grads
 
     def _assigned_values(self, node: ast.AST) -> list[ast.expr]:
         """Right-hand sides bound to this name (tuple unpacking mapped element by element)."""

@@ -1,4 +1,4 @@
-"""Which optimizer classes the runtime has an XGrad rule for (issue 11), by class name.
+"""Which optimizer classes the runtime has an XGrad rule for, by class name.
 
 The codemod never imports torch, so it cannot ask the runtime's registry; this static list mirrors
 it. Only a class the codemod resolves statically to ``torch.optim.<Name>`` or
@@ -28,6 +28,22 @@ SUPPORTED: frozenset[str] = frozenset(
     }
 )
 
+# Third-party classes the runtime has a rule for (loaded lazily there), by qualified name.
+THIRD_PARTY: frozenset[str] = frozenset(
+    {
+        "lion_pytorch.Lion",
+        "transformers.Adafactor",
+        "transformers.optimization.Adafactor",
+        *(f"timm.optim.{n}" for n in ("Lion", "NAdamW", "LaProp", "Adan", "Lamb", "AdamP")),
+        *(
+            f"bitsandbytes.optim.{paged}{name}{bits}"
+            for paged in ("", "Paged")
+            for name in ("Adam", "AdamW")
+            for bits in ("", "8bit", "32bit")
+        ),
+        *(f"bitsandbytes.optim.{n}" for n in ("Adam8bit", "AdamW8bit")),
+    }
+)
 # Modules whose classes are optimizers (checked against SUPPORTED) ...
 OPTIMIZER_MODULES: tuple[str, ...] = ("torch.optim.", "xgrad_rewrite.optim.")
 # ... except these submodules, which hold schedulers and averaging helpers, not optimizers.
@@ -59,7 +75,10 @@ GRAD_SCALERS: frozenset[str] = frozenset(
 
 
 def optimizer_class(qualified_name: str) -> str | None:
-    """``torch.optim.AdamW`` -> ``AdamW``; ``None`` when the name is not an optimizer class."""
+    """``torch.optim.AdamW`` -> ``AdamW`` (a third-party class keeps its qualified name);
+    ``None`` when the name is not an optimizer class."""
+    if qualified_name in THIRD_PARTY:
+        return qualified_name
     if qualified_name.startswith(NOT_OPTIMIZER_MODULES):
         return None
     for prefix in OPTIMIZER_MODULES:
@@ -73,4 +92,4 @@ def optimizer_class(qualified_name: str) -> str | None:
 
 def is_supported(class_name: str) -> bool:
     """Whether the runtime has a rule for this class name."""
-    return class_name in SUPPORTED
+    return class_name in SUPPORTED or class_name in THIRD_PARTY

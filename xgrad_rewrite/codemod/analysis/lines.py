@@ -28,7 +28,15 @@ class LineMap:
     def __init__(self, finder: Finder, insertions: list[Insertion]) -> None:
         self.finder = finder
         self.insertions = insertions
-        self.anchors: list[int] = sorted(a for i in insertions if (a := self.anchor(i)) is not None)
+        self._anchor_of = [self.anchor(i) for i in insertions]
+        self.anchors: list[int] = sorted(a for a in self._anchor_of if a is not None)
+        self._first: dict[tuple[int, bool], int] = {}  # slot key -> its first insertion
+        self._rank: list[int] = []  # position among the insertions sharing its anchor
+        seen: dict[int | None, int] = {}
+        for index, (insertion, anchor) in enumerate(zip(insertions, self._anchor_of, strict=True)):
+            self._first.setdefault(insertion.slot.key(), index)
+            self._rank.append(seen.get(anchor, 0))
+            seen[anchor] = seen.get(anchor, 0) + 1
 
     def anchor(self, insertion: Insertion) -> int | None:
         """The line the inserted line will have, before shifting; None for an inline call."""
@@ -43,16 +51,13 @@ class LineMap:
         return line + bisect.bisect_right(self.anchors, line)
 
     def inserted(self, slot: Slot | None) -> int | None:
-        insertions = self.insertions
-        for insertion in insertions:
-            if slot is None or insertion.slot.key() != slot.key():
-                continue
-            anchor = self.anchor(insertion)
-            if anchor is None:
-                return self.out(self.finder.where(insertion.slot.item)[0])
-            same = [i for i in insertions if self.anchor(i) == anchor]
-            return anchor + bisect.bisect_left(self.anchors, anchor) + same.index(insertion)
-        return None
+        index = None if slot is None else self._first.get(slot.key())
+        if index is None:
+            return None
+        insertion, anchor = self.insertions[index], self._anchor_of[index]
+        if anchor is None:
+            return self.out(self.finder.where(insertion.slot.item)[0])
+        return anchor + bisect.bisect_left(self.anchors, anchor) + self._rank[index]
 
 
 def report(
