@@ -16,17 +16,14 @@ from hypothesis import strategies as st
 
 import xgrad_rewrite.codemod
 from xgrad_rewrite.cli import main
+from xgrad_rewrite.codemod import inserted
 from xgrad_rewrite.codemod.api import Options, ParseError
-from xgrad_rewrite.codemod.notebook import (
-    IMPORT_CELL_ID,
-    IMPORT_LINE,
-    CellParseError,
-    rewrite_notebook,
-)
+from xgrad_rewrite.codemod.notebook import IMPORT_CELL_ID, CellParseError, rewrite_notebook
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from _fake_codemod import fake_rewrite  # noqa: E402
 
+IMPORT_LINE = inserted.import_line(inserted.ALIAS)
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "notebooks"
 NAMES = sorted(p.name[: -len(".in.ipynb")] for p in FIXTURES.glob("*.in.ipynb"))
 
@@ -133,6 +130,32 @@ def test_golden_notebooks_through_the_cli(tmp_path):
         assert (tmp_path / f"{name}.ipynb").read_bytes() == (
             FIXTURES / f"{name}.in.ipynb"
         ).read_bytes()
+
+
+def test_a_users_own_runtime_import_is_left_alone(tmp_path):
+    """``import xgrad_rewrite.runtime as xg`` is the user's (the codemod never picks ``xg``): a
+    patch keeps that line and its use where they are, and --revert gives back the bytes, as
+    for the same code in a .py file."""
+    own = "import xgrad_rewrite.runtime as xg"
+    setup = SETUP.replace("import torch\n", f"import torch\n{own}\n")
+    text = nb(setup, "data = []\nprint(xg)", LOOP)
+    result = rewrite_notebook(text, Options())
+    assert result.changed
+    before, after = code_sources(text), code_sources(result.text)
+    assert own in after[0].splitlines() and after[1] == before[1]  # the line and print(xg)
+    assert [ln for ln in after[0].splitlines() if ln != IMPORT_LINE] == before[0].splitlines()
+    assert "xgrad.restore(optimizer)" in after[2]
+    assert rewrite_notebook(result.text, Options(revert=True)).text == text
+    script = "\n".join([setup, "data = []\nprint(xg)", LOOP]) + "\n"
+    patched = xgrad_rewrite.codemod.rewrite(script, Options()).text
+    assert own in patched.splitlines() and "print(xg)" in patched  # what a .py file gets
+    # through the CLI: the same, byte for byte back
+    path = tmp_path / "own.ipynb"
+    path.write_text(text, encoding="utf-8")
+    assert CliRunner().invoke(main, [str(path)]).exit_code == 0
+    assert own in "".join(code_sources(path.read_text(encoding="utf-8")))
+    assert CliRunner().invoke(main, ["--revert", str(path)]).exit_code == 0
+    assert path.read_text(encoding="utf-8") == text
 
 
 # --- mechanics (stand-in codemod) ---------------------------------------------------------

@@ -27,9 +27,9 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from xgrad_rewrite.codemod import inserted
 from xgrad_rewrite.codemod.api import Diagnostic, Options, ParseError, StepReport
 
-IMPORT_LINE = "import xgrad_rewrite.runtime as xgrad"
 IMPORT_CELL_ID = "xgrad-rewrite-import"
 BOUNDARY = "# xgrad-rewrite: cell {} #"
 # Cell magics whose body is Python (only the %% line is masked); any other runs another language.
@@ -41,7 +41,6 @@ _MAGIC = re.compile(
     re.VERBOSE,
 )
 _TORCH_IMPORT = re.compile(r"^(?:import\s+torch\b|from\s+torch\b)")
-_RUNTIME_IMPORT = re.compile(r"^import xgrad_rewrite\.runtime as \w+\s*$")
 
 
 class CellParseError(ParseError):
@@ -174,17 +173,24 @@ def _as_stored(original: Any, text: str) -> Any:
     return text.splitlines(keepends=True) if isinstance(original, list) else text
 
 
+def _is_our_import(line: str) -> bool:
+    """Whether ``line`` is the codemod's import at the top level of a cell. Only an alias the
+    codemod chooses counts (:func:`inserted.line_import_alias`): a user's own
+    ``import xgrad_rewrite.runtime as xg`` is theirs, never moved or removed."""
+    return not line[:1].isspace() and inserted.line_import_alias(line) is not None
+
+
 def _is_import_cell(cell: dict[str, Any], source: str) -> bool:
-    return cell.get("id") == IMPORT_CELL_ID or bool(_RUNTIME_IMPORT.match(source))
+    return cell.get("id") == IMPORT_CELL_ID or _is_our_import(source)
 
 
 def _drop_import(src: str) -> str:
     lines = src.splitlines(keepends=True)
-    kept = [ln for ln in lines if not _RUNTIME_IMPORT.match(ln)]
+    kept = [ln for ln in lines if not _is_our_import(ln)]
     if len(kept) == len(lines):
         return src
     text = "".join(kept)
-    if _RUNTIME_IMPORT.match(lines[-1]) and not lines[-1].endswith("\n") and text:
+    if _is_our_import(lines[-1]) and not lines[-1].endswith("\n") and text:
         text = text[:-1] if text.endswith("\n") else text  # the import was the unterminated tail
     return text
 
@@ -207,7 +213,7 @@ def _place_import(
         (i, n + 1, ln)
         for i, s in new_sources.items()
         for n, ln in enumerate(s.splitlines())
-        if _RUNTIME_IMPORT.match(ln)
+        if _is_our_import(ln)
     ]
     if not found:
         return cells, new_sources, sources, (None, None, None)
@@ -219,7 +225,7 @@ def _place_import(
             (i, n)
             for i, s in sources.items()
             for n, ln in enumerate(s.splitlines(keepends=True))
-            if _RUNTIME_IMPORT.match(ln)
+            if _is_our_import(ln)
         ),
         None,
     )
