@@ -17,8 +17,14 @@ from hypothesis import strategies as st
 import xgrad_rewrite.codemod
 from xgrad_rewrite.cli import main
 from xgrad_rewrite.codemod import inserted
-from xgrad_rewrite.codemod.api import Options, ParseError
-from xgrad_rewrite.codemod.notebook import IMPORT_CELL_ID, CellParseError, rewrite_notebook
+from xgrad_rewrite.codemod.api import Options, ParseError, Result
+from xgrad_rewrite.codemod.notebook import (
+    IMPORT_CELL_ID,
+    CellParseError,
+    cell_lines,
+    changed_cells,
+    rewrite_notebook,
+)
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from _fake_codemod import fake_rewrite  # noqa: E402
@@ -176,7 +182,7 @@ def test_import_goes_after_the_first_torch_import_and_calls_into_the_loop(fake):
     assert "    xgrad.predict(optimizer, s=2)\n    loss =" in sources[3]
     assert "    xgrad.restore(optimizer)\n    optimizer.step()" in sources[3]
     assert not sources[3].endswith("\n")  # Jupyter's last line keeps no newline
-    assert [c.cell for c in result.cells] == [3, 5]
+    assert [c.cell for c in changed_cells(text, result.text)] == [3, 5]
     assert rewrite_notebook(result.text, Options(revert=True)).text == text
 
 
@@ -224,7 +230,7 @@ def test_verbose_lines_follow_the_moved_import(fake):
     new = json.loads(result.text)["cells"]
     for step in result.steps:
         for line in (step.predict_line, step.restore_line):
-            cell, n = result.where_new(line)
+            cell, n = cell_lines(result.text)(line)
             assert "xgrad." in "".join(new[cell - 1]["source"]).splitlines()[n - 1]
 
 
@@ -263,7 +269,7 @@ def test_new_import_cell_when_no_cell_imports_torch(fake):
         assert cells[0]["cell_type"] == "markdown"  # a title stays on top
         assert cells[1]["source"] == [IMPORT_LINE] and cells[1]["outputs"] == []
         assert cells[1].get("id") == (IMPORT_CELL_ID if minor >= 5 else None)
-        assert [c.cell for c in result.cells] == [2, 4]
+        assert [c.cell for c in changed_cells(text, result.text)] == [2, 4]
         assert not rewrite_notebook(result.text, Options()).changed
         assert rewrite_notebook(result.text, Options(revert=True)).text == text
 
@@ -394,3 +400,72 @@ def test_any_split_into_cells_patches_like_the_script(cuts):
 
     assert without_import("\n".join(new_cells)) == without_import(expected)
     assert IMPORT_LINE in new_cells[0]
+
+
+LBFGS_CELL = (
+    "lbfgs = torch.optim.LBFGS(model.parameters())\n\n\n"
+    "def closure():\n"
+    "    lbfgs.zero_grad()\n"
+    "    loss = ((model(x) - y) ** 2).mean()\n"
+    "    loss.backward()\n"
+    "    return loss\n\n\n"
+    "for _ in range(3):\n"
+    "    lbfgs.step(closure)"
+)
+
+
+def test_notes_and_steps_name_their_cell_before_and_after_patching(tmp_path):
+    """The codemod reports lines of its output; a notebook's Result reports lines of its own
+    program, so a note points at the same cell and line whether the run patches or not."""
+    path = tmp_path / "note.ipynb"
+    text = nb(SETUP, "data = []", LOOP, LBFGS_CELL)
+    path.write_text(text, encoding="utf-8")
+    note = f"{path}:cell 5:12:4: XG102 lbfgs is built from torch.optim.LBFGS"
+    for args in (["--check", "-v"], ["-v"], ["--check", "-v"]):
+        result = CliRunner().invoke(main, [*args, "--no-cache", str(path)])
+        assert result.exit_code in (0, 1), result.output
+        assert note in result.stderr, (args, result.stderr)
+        sources = code_sources(path.read_text(encoding="utf-8"))
+        lines = sources[2].splitlines()
+        step = "step of 'optimizer': backward at cell 4, line 5, step at cell 4, line 7; "
+        assert step + "predict at cell 4, line 3, restore at cell 4, line 6" in result.stderr
+    assert lines[2].strip().startswith("xgrad.predict") and lines[6].strip() == "optimizer.step()"
+    result = rewrite_notebook(path.read_text(encoding="utf-8"), Options())
+    (d,) = result.diagnostics
+    cell, line = cell_lines(result.text)(d.line)
+    assert (cell, line) == (5, 12)
+    assert code_sources(result.text)[3].splitlines()[line - 1].strip() == "lbfgs.step(closure)"
+
+
+def test_revert_diff_shows_the_import_cell_going(fake, tmp_path):
+    setup = "from helpers import torch_setup\noptimizer = torch.optim.SGD(params, lr=0.1)"
+    text = nb(setup, LOOP)
+    patched = rewrite_notebook(text, Options()).text
+    changes = changed_cells(patched, text)
+    assert [(c.cell, c.old, c.new) for c in changes][0] == (2, IMPORT_LINE, "")
+    assert [c.cell for c in changes] == [2, 3]  # the loop: cell 4 before, cell 3 after
+    path = tmp_path / "nb.ipynb"
+    path.write_text(patched, encoding="utf-8")
+    diff = CliRunner().invoke(main, ["--diff", "--revert", str(path)])
+    assert diff.exit_code == 1
+    assert f"--- a{path}:cell 2\n+++ b{path}:cell 2\n@@ -1 +0,0 @@\n-{IMPORT_LINE}\n" in diff.stdout
+    assert "-    xgrad.restore(optimizer)" in diff.stdout
+
+
+def test_unstable_or_invalid_notebook_rewrite_leaves_it_untouched(monkeypatch, tmp_path):
+    """Notebooks take the scripts' path: the rewritten cells must parse, and a second pass
+    must leave them alone, before anything is written."""
+    path = tmp_path / "nb.ipynb"
+    text = nb(SETUP, "data = []", LOOP)
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.setattr(
+        xgrad_rewrite.codemod, "rewrite", lambda src, o: Result(src + "def (:\n", True)
+    )
+    result = CliRunner().invoke(main, [str(path)])
+    assert result.exit_code == 123 and "does not parse" in result.stderr
+    assert "cell 4, line" in result.stderr
+    assert path.read_text(encoding="utf-8") == text
+    monkeypatch.setattr(xgrad_rewrite.codemod, "rewrite", lambda src, o: Result(src + "#\n", True))
+    result = CliRunner().invoke(main, [str(path)])
+    assert result.exit_code == 123 and "second pass" in result.stderr
+    assert path.read_text(encoding="utf-8") == text

@@ -1,5 +1,9 @@
 """Patch one file: read bytes, rewrite, check the result, write bytes; report as plain text.
 
+Scripts and notebooks take the same path; a :class:`Kind` holds the little that differs (the
+codemod's front end, how to re-parse, how a line is named, how to diff), as black keeps
+notebooks in its orchestration layer.
+
 Runs in the CLI's process or in a worker process (``-j``), so everything it returns is a
 picklable :class:`Outcome` with the messages already formatted; the CLI only prints them, in
 the order of the files, whatever order the workers finish in.
@@ -8,10 +12,11 @@ the order of the files, whatever order the workers finish in.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xgrad_rewrite import files
-from xgrad_rewrite.codemod.api import Diagnostic, Options, ParseError, StepReport
+from xgrad_rewrite.codemod.api import Options, ParseError, Result, StepReport
 from xgrad_rewrite.report import WriteBack
 
 
@@ -39,7 +44,96 @@ class Outcome:
 
 
 class UnstableRewrite(Exception):
-    """The codemod's output is not valid Python, or a second pass would change it again."""
+    """The codemod's output does not parse, or a second pass would change it again."""
+
+
+# A line as a Result reports it -> (line, cell): the cell (1-based) in a notebook, else None.
+Where = Callable[[int], tuple[int, int | None]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a script and a notebook do differently; all else is :func:`process`'s one path.
+
+    ``rewrite`` is the codemod's front end; ``parse`` raises :class:`ParseError` for text that
+    does not parse; ``lines`` gives the :data:`Where` of a result's line numbers; ``diff``
+    makes the diff of two texts for one path.
+    """
+
+    rewrite: Callable[[str, Options], Result]
+    parse: Callable[[str], object]
+    lines: Callable[[Result], Where]
+    diff: Callable[[str, str, str], str]
+
+
+def _python_rewrite(text: str, options: Options) -> Result:
+    from xgrad_rewrite.codemod import rewrite  # looked up per call: tests swap in a stand-in
+
+    return rewrite(text, options)
+
+
+def _python_parse(text: str) -> None:
+    import ast
+
+    try:
+        ast.parse(text)
+    except SyntaxError as e:
+        raise ParseError(e.msg, e.lineno or 1, max((e.offset or 1) - 1, 0)) from e
+
+
+def _python_lines(result: Result) -> Where:
+    return lambda line: (line, None)
+
+
+def _python_diff(a: str, b: str, path: str) -> str:
+    return unified_diff(a, b, _name("a", path), _name("b", path))
+
+
+def _notebook_rewrite(text: str, options: Options) -> Result:
+    from xgrad_rewrite.codemod.notebook import rewrite_notebook
+
+    return rewrite_notebook(text, options)
+
+
+def _notebook_parse(text: str) -> None:
+    from xgrad_rewrite.codemod.notebook import check_parses
+
+    check_parses(text)
+
+
+def _notebook_lines(result: Result) -> Where:
+    from xgrad_rewrite.codemod.notebook import cell_lines
+
+    cells = cell_lines(result.text)
+
+    def where(line: int) -> tuple[int, int | None]:
+        cell, line = cells(line)
+        return line, cell
+
+    return where
+
+
+def _notebook_diff(a: str, b: str, path: str) -> str:
+    """One diff per changed code cell (``nb.ipynb:cell 3``), not one of the JSON."""
+    from xgrad_rewrite.codemod.notebook import changed_cells
+
+    return "".join(
+        unified_diff(
+            _terminated(change.old),  # a cell's last line has no newline by convention
+            _terminated(change.new),
+            _name("a", f"{path}:cell {change.cell}"),
+            _name("b", f"{path}:cell {change.cell}"),
+        )
+        for change in changed_cells(a, b)
+    )
+
+
+PYTHON = Kind(_python_rewrite, _python_parse, _python_lines, _python_diff)
+NOTEBOOK = Kind(_notebook_rewrite, _notebook_parse, _notebook_lines, _notebook_diff)
+
+
+def kind_of(path: str) -> Kind:
+    return NOTEBOOK if path != "-" and files.is_notebook(path) else PYTHON
 
 
 def process(job: Job) -> Outcome:
@@ -51,22 +145,20 @@ def process(job: Job) -> Outcome:
         out.failed = True
         out.warnings.append(f"{job.path}: error: cannot read: {e.strerror or e}")
         return out
-    notebook = job.path != "-" and files.is_notebook(job.path)
+    kind = kind_of(job.path)
     try:
-        source = files.decode(data, notebook=notebook)
+        source = files.decode(data, notebook=kind is NOTEBOOK)
     except (SyntaxError, UnicodeDecodeError, LookupError) as e:
         out.failed = True
         out.warnings.append(f"{job.path}:1:0: error: cannot decode: {e}")
         return out
     try:
-        if notebook:
-            new_text = _notebook(job, source.text, out)
-        else:
-            new_text = _python(job, source.text, out)
+        new_text = _rewrite(job, kind, source.text, out)
     except ParseError as e:
         out.failed = True
-        where = f"cell {e.cell}:" if getattr(e, "cell", None) else ""
-        out.warnings.append(f"{job.path}:{where}{e.line}:{e.column}: error: {e.message}")
+        out.warnings.append(
+            f"{_at(job.path, e.line, getattr(e, 'cell', None))}:{e.column}: error: {e.message}"
+        )
         return out
     except UnstableRewrite as e:
         out.failed = True
@@ -85,63 +177,38 @@ def process(job: Job) -> Outcome:
     return out
 
 
-def _python(job: Job, text: str, out: Outcome) -> str:
-    from xgrad_rewrite.codemod import rewrite
-
-    result = rewrite(text, job.options)
-    for d in result.diagnostics:
-        out.warnings.append(_diagnostic(job.path, d.line, d.column, d))
-    if job.verbose:
-        out.details.extend(_step_line(job.path, s, _line, _line) for s in result.steps)
+def _rewrite(job: Job, kind: Kind, text: str, out: Outcome) -> str:
+    """The new text (``text`` if none is needed), with ``out`` filled in; raises
+    :class:`ParseError` for the input, :class:`UnstableRewrite` for the output."""
+    result = kind.rewrite(text, job.options)
+    if result.diagnostics or (job.verbose and result.steps):
+        where = kind.lines(result)
+        for d in result.diagnostics:
+            out.warnings.append(f"{_at(job.path, *where(d.line))}:{d.column}: {d.code} {d.message}")
+        if job.verbose:
+            out.details.extend(_step_line(job.path, s, where) for s in result.steps)
     if not result.changed:
         return text
+    if job.write_back is not WriteBack.CHECK:  # --check knows the answer without the new text
+        _check_stable(job, kind, result.text)
+    out.changed = True
     if job.write_back is WriteBack.CHECK:
-        out.changed = True
-        return text  # --check: the answer is known without making the new text (or libcst)
-    import ast
-
-    try:
-        ast.parse(result.text)
-    except SyntaxError as e:
-        msg = f"the rewritten code does not parse ({e.msg}, line {e.lineno})"
-        raise UnstableRewrite(msg) from e
-    # black's stability check, only where it protects a write: it doubles the codemod's time.
-    if job.write_back.writes and rewrite(result.text, job.options).changed:
-        raise UnstableRewrite("a second pass would change the rewritten code again")
-    out.changed = True
-    if job.write_back is WriteBack.DIFF:
-        out.diff = unified_diff(text, result.text, _name("a", job.path), _name("b", job.path))
-    return result.text
-
-
-def _notebook(job: Job, text: str, out: Outcome) -> str:
-    from xgrad_rewrite.codemod.notebook import rewrite_notebook
-
-    result = rewrite_notebook(text, job.options)
-    for d in result.diagnostics:
-        cell, line = result.where_old(d.line)
-        out.warnings.append(_diagnostic(f"{job.path}:cell {cell}", line, d.column, d))
-    if job.verbose:
-        out.details.extend(
-            _step_line(job.path, s, result.where_new_text, result.where_new_text)
-            for s in result.steps
-        )
-    if not result.changed:
         return text
-    if job.write_back.writes and rewrite_notebook(result.text, job.options).changed:
-        raise UnstableRewrite("a second pass would change the rewritten notebook again")
-    out.changed = True
     if job.write_back is WriteBack.DIFF:
-        out.diff = "".join(
-            unified_diff(
-                _terminated(change.old),  # a cell's last line has no newline by convention
-                _terminated(change.new),
-                _name("a", f"{job.path}:cell {change.cell}"),
-                _name("b", f"{job.path}:cell {change.cell}"),
-            )
-            for change in result.cells
-        )
+        out.diff = kind.diff(text, result.text, job.path)
     return result.text
+
+
+def _check_stable(job: Job, kind: Kind, new_text: str) -> None:
+    """Raise :class:`UnstableRewrite` unless ``new_text`` parses and, where it protects a write,
+    a second pass leaves it as it is (black's stability check; it doubles the codemod's time)."""
+    try:
+        kind.parse(new_text)
+        if job.write_back.writes and kind.rewrite(new_text, job.options).changed:
+            raise UnstableRewrite("a second pass would change the rewritten code again")
+    except ParseError as e:
+        where = _place(e.line, getattr(e, "cell", None))
+        raise UnstableRewrite(f"the rewritten code does not parse ({e.message}, {where})") from e
 
 
 def _terminated(text: str) -> str:
@@ -153,26 +220,27 @@ def _name(side: str, path: str) -> str:
     return f"{side}{path}" if path.startswith("/") else f"{side}/{path}"
 
 
-def _diagnostic(where: str, line: int, column: int, d: Diagnostic) -> str:
-    return f"{where}:{line}:{column}: {d.code} {d.message}"
+def _at(path: str, line: int, cell: int | None = None) -> str:
+    """``path:line`` (``path:cell 3:line`` in a notebook), the start of a message."""
+    return f"{path}:cell {cell}:{line}" if cell else f"{path}:{line}"
 
 
-def _line(n: int) -> str:
-    return f"line {n}"
+def _place(line: int, cell: int | None = None) -> str:
+    """``line 5`` (``cell 3, line 5`` in a notebook), for a sentence."""
+    return f"cell {cell}, line {line}" if cell else f"line {line}"
 
 
-def _step_line(path: str, s: StepReport, old, new) -> str:  # noqa: ANN001 - two line formatters
-    """``old``/``new`` format the backward/step and the predict/restore lines (notebooks: cell
-    and line); the codemod reports all four as lines of its output."""
+def _step_line(path: str, s: StepReport, where: Where) -> str:
+    """One ``-v`` line: where a step is, and where its calls went."""
     placed = []
     if s.predict_line is not None:
-        placed.append(f"predict at {new(s.predict_line)}")
+        placed.append(f"predict at {_place(*where(s.predict_line))}")
     if s.restore_line is not None:
-        placed.append(f"restore at {new(s.restore_line)}")
+        placed.append(f"restore at {_place(*where(s.restore_line))}")
     calls = ", ".join(placed) if placed else "no calls placed"
     return (
-        f"{path}: step of {s.optimizer!r}: backward at {old(s.backward_line)}, "
-        f"step at {old(s.step_line)}; {calls}"
+        f"{path}: step of {s.optimizer!r}: backward at {_place(*where(s.backward_line))}, "
+        f"step at {_place(*where(s.step_line))}; {calls}"
     )
 
 

@@ -16,6 +16,12 @@ that imports torch (or stays where an earlier run put it), or into a new code ce
 the first code cell (id ``xgrad-rewrite-import``). Only ``source`` fields change: outputs,
 metadata, ids and the JSON layout (indent, key order, ``ensure_ascii``, trailing newline) stay as
 they were, and a notebook with nothing to patch is returned unchanged.
+
+:func:`rewrite_notebook` is a front end giving the codemod's own ``Result``, so the CLI runs
+scripts and notebooks down one path; what only a notebook has (which cell a line is in, the
+cells a rewrite changed, for a per-cell diff) is read back from notebook texts by
+:func:`cell_lines` and :func:`changed_cells`. The codemod's import is recognised through
+:mod:`xgrad_rewrite.codemod.inserted`, like every other inserted line.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ import ast
 import difflib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from xgrad_rewrite.codemod import inserted
-from xgrad_rewrite.codemod.api import Diagnostic, Options, ParseError, StepReport
+from xgrad_rewrite.codemod.api import Options, ParseError, Result
 
 IMPORT_CELL_ID = "xgrad-rewrite-import"
 BOUNDARY = "# xgrad-rewrite: cell {} #"
@@ -60,57 +67,35 @@ class CellChange:
     new: str
 
 
-@dataclass(frozen=True)
-class NotebookResult:
-    """Like :class:`~xgrad_rewrite.codemod.api.Result`, with lines of the joined program.
-
-    ``where_old``/``where_new`` turn a program line of the codemod's input/output into
-    ``(cell, line in cell)``; ``diagnostics`` and ``steps`` carry program lines.
-    """
-
-    text: str
-    changed: bool
-    cells: tuple[CellChange, ...] = ()
-    diagnostics: tuple[Diagnostic, ...] = ()
-    steps: tuple[StepReport, ...] = ()
-    old_lines: tuple[tuple[int, int], ...] = ()
-    new_lines: tuple[tuple[int, int], ...] = ()
-
-    def where_old(self, line: int) -> tuple[int, int]:
-        return _where(self.old_lines, line)
-
-    def where_new(self, line: int) -> tuple[int, int]:
-        return _where(self.new_lines, line)
-
-    def where_old_text(self, line: int) -> str:
-        return "cell {}, line {}".format(*self.where_old(line))
-
-    def where_new_text(self, line: int) -> str:
-        return "cell {}, line {}".format(*self.where_new(line))
-
-
 def _where(table: tuple[tuple[int, int], ...], line: int) -> tuple[int, int]:
     return table[line - 1] if 0 < line <= len(table) else (0, line)
 
 
-def rewrite_notebook(text: str, options: Options | None = None) -> NotebookResult:
-    """Patch (or with ``options.revert`` unpatch) the code cells of the notebook ``text``."""
+def rewrite_notebook(text: str, options: Options | None = None) -> Result:
+    """Patch (or with ``options.revert`` unpatch) the code cells of the notebook ``text``.
+
+    The same :class:`~xgrad_rewrite.codemod.api.Result` as :func:`xgrad_rewrite.codemod.rewrite`
+    gives for a script, its lines (diagnostics, steps) being lines of the program that the
+    returned text's code cells make: :func:`cell_lines` of ``result.text`` names their cell and
+    line. Raises :class:`ParseError` (:class:`CellParseError` for a cell)."""
     from xgrad_rewrite.codemod import rewrite
 
     options = options or Options()
     nb = _load(text)
     cells = nb["cells"]
-    sources = {i: _source(c) for i, c in enumerate(cells) if c.get("cell_type") == "code"}
-    if not _is_python(nb) or not sources:
-        return NotebookResult(text, False)
-
-    program = _Program(cells, sources)
+    if not _is_python(nb):
+        return Result(text, False)
+    program = _Program.of(cells)
+    if not program.sources:
+        return Result(text, False)
+    program.check()
     try:
         result = rewrite(program.text, options)
         new_text = result.text  # made here: libcst may reject what ast accepted
     except ParseError as e:  # still say which cell
         cell, line = _where(program.line_table(), e.line)
         raise CellParseError(e.message, cell, line, e.column) from e
+    sources = program.sources
     new_sources = program.split(new_text)
     if options.revert:
         new_sources = {i: _drop_import(src) for i, src in new_sources.items()}
@@ -120,29 +105,108 @@ def rewrite_notebook(text: str, options: Options | None = None) -> NotebookResul
         new_table = _moved(program.new_line_table, *move)
 
     new_cells = []
-    changes = []
+    position = {}  # index in cells_after -> 1-based position in new_cells
     for i, cell in enumerate(cells_after):
         src = new_sources.get(i)
         old = originals.get(i, "")
         if options.revert and src == "" and _is_import_cell(cell, old):
-            changes.append(CellChange(len(new_cells) + 1, old, ""))
             continue  # the cell we added
         if src is not None and src != old:
-            changes.append(CellChange(len(new_cells) + 1, old, src))
             cell = dict(cell, source=_as_stored(cell["source"], src))
         new_cells.append(cell)
-    base = NotebookResult(
-        text,
-        False,
-        diagnostics=result.diagnostics,
-        steps=result.steps,
-        old_lines=program.line_table(),
-        new_lines=new_table,
+        position[i] = len(new_cells)
+    new = _dump(dict(nb, cells=new_cells), text) if new_cells != cells else text
+    if not result.diagnostics and not result.steps:
+        return Result(new, new != text)
+    # The codemod's lines -> (cell, line) of the new notebook -> lines of its program.
+    program_line = {at: n for n, at in enumerate(_Program.of(new_cells).line_table(), 1)}
+
+    def line_of(line: int) -> int:
+        cell, n = _where(new_table, line)
+        return program_line.get((position.get(cell - 1, cell), n), line)
+
+    def maybe(line: int | None) -> int | None:
+        return None if line is None else line_of(line)
+
+    return Result(
+        new,
+        new != text,
+        tuple(replace(d, line=line_of(d.line)) for d in result.diagnostics),
+        tuple(
+            replace(
+                s,
+                backward_line=line_of(s.backward_line),
+                step_line=line_of(s.step_line),
+                predict_line=maybe(s.predict_line),
+                restore_line=maybe(s.restore_line),
+            )
+            for s in result.steps
+        ),
     )
-    if not changes and len(new_cells) == len(cells):
-        return base
-    dumped = _dump(dict(nb, cells=new_cells), text)
-    return replace(base, text=dumped, changed=dumped != text, cells=tuple(changes))
+
+
+def cell_lines(text: str) -> Callable[[int], tuple[int, int]]:
+    """For the notebook ``text``: a line of its program (as :func:`rewrite_notebook` reports
+    them) to ``(cell, line in the cell)``, both 1-based (cells counted with markdown ones)."""
+    table = _Program.of(_load(text)["cells"]).line_table()
+    return lambda line: _where(table, line)
+
+
+def check_parses(text: str) -> None:
+    """Raise :class:`CellParseError` if a code cell of the notebook ``text`` does not parse
+    (:class:`ParseError` if it is no notebook)."""
+    nb = _load(text)
+    if _is_python(nb):
+        _Program.of(nb["cells"]).check()
+
+
+def changed_cells(old: str, new: str) -> tuple[CellChange, ...]:
+    """The code cells whose source differs from notebook ``old`` to notebook ``new``, for a
+    per-cell diff. :func:`rewrite_notebook` only changes sources and adds (or, reverting,
+    removes) one import cell: a cell added or removed is compared with an empty one and numbered
+    where it is (would be) in ``new``."""
+    a, b = _load(old)["cells"], _load(new)["cells"]
+    changes = []
+    seen = 0  # cells of ``new`` before this pair
+    for i, j in _pair(a, b):
+        old_cell = None if i is None else a[i]
+        new_cell = None if j is None else b[j]
+        before = "" if old_cell is None else _source(old_cell)
+        after = "" if new_cell is None else _source(new_cell)
+        cell = new_cell if new_cell is not None else old_cell
+        if cell is not None and cell.get("cell_type") == "code" and before != after:
+            changes.append(CellChange(seen + 1, before, after))
+        seen += j is not None
+    return tuple(changes)
+
+
+def _pair(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[tuple[int | None, int | None]]:
+    """Indices of the cells of ``a`` and ``b`` side by side, in order. When one list has one
+    cell more, that cell (an import cell if any fits) is set against None; any other difference
+    in length, not one this module makes, pairs by position."""
+    if abs(len(a) - len(b)) != 1:
+        return [
+            (n if n < len(a) else None, n if n < len(b) else None)
+            for n in range(max(len(a), len(b)))
+        ]
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+
+    def fits(k: int) -> int:  # how many cells keep their outputs/metadata with k left out
+        rest = longer[:k] + longer[k + 1 :]
+        return sum(_shape(x) == _shape(y) for x, y in zip(rest, shorter, strict=True))
+
+    imports = [k for k, c in enumerate(longer) if _is_import_cell(c, _source(c))]
+    extra = max(imports or range(len(longer)), key=fits)
+    pairs: list[tuple[int | None, int | None]] = [
+        (k, k if k < extra else k - 1) for k in range(len(longer)) if k != extra
+    ]
+    pairs.insert(extra, (extra, None))
+    return pairs if longer is a else [(y, x) for x, y in pairs]
+
+
+def _shape(cell: dict[str, Any]) -> str:
+    """A cell without its source: what a rewrite leaves as it was."""
+    return json.dumps({k: v for k, v in cell.items() if k != "source"}, sort_keys=True)
 
 
 def _load(text: str) -> dict[str, Any]:
@@ -371,6 +435,12 @@ def _unmask(src: str, masks: dict[str, str]) -> str:
 class _Program:
     """The code cells joined into one Python text, and the way back to cells."""
 
+    @classmethod
+    def of(cls, cells: list[dict[str, Any]]) -> _Program:
+        return cls(
+            cells, {i: _source(c) for i, c in enumerate(cells) if c.get("cell_type") == "code"}
+        )
+
     def __init__(self, cells: list[dict[str, Any]], sources: dict[int, str]) -> None:
         self.cells = cells
         self.sources = sources
@@ -388,9 +458,9 @@ class _Program:
             parts.append(masked if self.terminated[i] else masked + "\n")
         self.text = "".join(parts)
         self.new_line_table: tuple[tuple[int, int], ...] = ()
-        self._check_parses()
 
-    def _check_parses(self) -> None:
+    def check(self) -> None:
+        """Raise :class:`CellParseError` where the joined program does not parse."""
         try:
             ast.parse(self.text)
         except SyntaxError as e:
