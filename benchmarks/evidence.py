@@ -842,6 +842,27 @@ def report(ctx: dict, summary: dict) -> str:
             cells.append(text)
         cells.append(" / ".join(f"{ms[s]:.1f}" for s in ("0", "1", "2")) if ms else "n/a")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Early speed against final quality: seed-mean validation loss of the winners a third of "
+        "the way into the run and at its end (lower is better).",
+        "",
+        "| task | optimizer | at 1/3: base / S1 / S2 | at the end: base / S1 / S2 |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        curves = [row["variants"][s]["own"].get("curve") or [] for s in ("0", "1", "2")]
+        if not all(curves):
+            continue
+        third = min(
+            range(len(curves[0])), key=lambda i: abs(3 * curves[0][i][0] - curves[0][-1][0])
+        )
+        early = " / ".join(f"{c[third][1]:.3f}" if len(c) > third else "n/a" for c in curves)
+        final = " / ".join(f"{c[-1][1]:.3f}" for c in curves)
+        lines.append(
+            f"| {TITLES[row['task']].split(' (')[0]} | {NAMES[row['optimizer']]} "
+            f"| step {curves[0][third][0]}: {early} | {final} |"
+        )
     suffix = ctx["suffix"]
     lines += [
         "",
@@ -987,6 +1008,7 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     colors = {0: "black", 1: "tab:blue", 2: "tab:orange"}
     tasks, opts = plan.tasks, plan.optimizers
@@ -1033,6 +1055,9 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
                             capsize=3,
                         )
             ax.set_xscale("log")
+            ticks = [m * DEFAULT_LR[task][opt] for m in plan.mults]
+            ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks], fontsize=7)
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
             if finite:
                 low_y, high_y = min(finite), sorted(finite)[len(finite) // 2]
                 ax.set_ylim(low_y - 0.05 * abs(low_y), high_y + 0.6 * (high_y - low_y) + 1e-3)
