@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from xgrad_rewrite.runtime import engine, fused
+from xgrad_rewrite.runtime import engine, fused, verify
 from xgrad_rewrite.runtime.registry import rule_for, unwrap
 
 _RECORDS: weakref.WeakKeyDictionary[torch.optim.Optimizer, engine.Record] = (
@@ -141,6 +141,7 @@ def predict(optimizer: Any, s: float = 1.0) -> None:
     rule = rule_for(opt)
     record = _record(opt)
     _install_hook(opt, record)
+    verify.watch(opt, True)  # XGRAD_VERIFY: a predict counts, also when s=0 makes it a no-op
     if record.predicted:
         return
     s = effective_s(s)
@@ -162,6 +163,7 @@ def predict(optimizer: Any, s: float = 1.0) -> None:
 @torch.no_grad()
 def restore(optimizer: Any) -> None:
     """Write the stashed θt back bit for bit and drop the stash; a no-op when not predicted."""
+    verify.watch(optimizer, False)
     record = _RECORDS.get(unwrap(optimizer))
     if record is not None:
         engine.restore(record)
