@@ -4,6 +4,8 @@ For each forward of a module that is not called from inside another module's for
 records whether grad mode was on, whether an optimizer owning the module's parameters had
 stepped and was predicted (``xgrad_rewrite.runtime.is_predicted``), and whether any optimizer
 was predicted. ``xgrad.predict`` is wrapped to count calls that actually moved weights.
+The run-time verifier (``xgrad_rewrite.runtime.verify``, what ``XGRAD_VERIFY=1`` turns on) watches
+each script too: its findings are in the result as ``findings`` (``Finding.as_dict()``).
 
 Usage: python fixture_harness.py OUT.json SCRIPT...
 """
@@ -21,6 +23,7 @@ import weakref
 import torch
 
 import xgrad_rewrite.runtime as xgrad
+from xgrad_rewrite.runtime import verify
 
 optimizers: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
 _init = torch.optim.Optimizer.__init__
@@ -76,6 +79,7 @@ def _counting_predict(optimizer, *args, **kwargs):  # type: ignore[no-untyped-de
 
 def run(script: str) -> dict:
     state.update(depth=0, records=[], predict_calls=0, moved=0)
+    verify.reset()
     error = None
     argv = sys.argv
     sys.argv = [script]
@@ -89,12 +93,16 @@ def run(script: str) -> dict:
         error = traceback.format_exc(limit=-3)
     finally:
         sys.argv = argv
-    return {key: state[key] for key in ("records", "predict_calls", "moved")} | {"error": error}
+    findings = [f.as_dict() for f in verify.report()]
+    result = {key: state[key] for key in ("records", "predict_calls", "moved")}
+    return result | {"error": error, "findings": findings}
 
 
 def main() -> None:
     out, scripts = sys.argv[1], sys.argv[2:]
     xgrad.predict = _counting_predict
+    verify.enable(warn=False)
+    verify.ignore_file(__file__)  # places and names come from the scripts, not our wrapper
     torch.nn.modules.module.register_module_forward_pre_hook(_pre)
     torch.nn.modules.module.register_module_forward_hook(_post, always_call=True)
     results = {script: run(script) for script in scripts}

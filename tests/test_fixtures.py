@@ -186,6 +186,24 @@ def test_fx_patched_fixture_trains_through_the_fx_path(name: str, runs: dict[str
     assert training and all(r["fx"] for r in training)
 
 
+@pytest.mark.parametrize("name", sorted([*RUNNABLE, *FX_RUNNABLE]))
+def test_patched_fixture_passes_the_verifier(name: str, runs: dict[str, dict]) -> None:
+    """The run-time verifier (XGRAD_VERIFY) as oracle: no training forward or step left
+    unpredicted, no evaluation on θ̂. Optimizers the fixture's options leave unpatched are
+    not asked about."""
+    run = runs[f"{name}.out.py"]
+    if run["error"]:
+        pytest.skip("did not run (the tests above say why)")
+    patched = options_for(name).optimizers
+    findings = [f for f in run["findings"] if not patched or f["optimizer"] in patched]
+    assert findings == [], "\n".join(f"{f['path']}:{f['line']}: {f['message']}" for f in findings)
+
+
+def test_verifier_flags_the_unpatched_control(runs: dict[str, dict]) -> None:
+    kinds = {(f["kind"], f["optimizer"]) for f in runs["plain_adam_regression.in.py"]["findings"]}
+    assert kinds == {("unpredicted-forward", "optimizer"), ("unpredicted-step", "optimizer")}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_step_reports_point_at_the_inserted_calls(name: str) -> None:
     source, _ = read(FIXTURES / f"{name}.in.py")
