@@ -35,6 +35,7 @@ keeps later `predict` calls from patching it again.
 Wrappers with an `.optimizer` that is a torch optimizer (accelerate, Lightning) are unwrapped.
 LBFGS and classes without a rule get a TypeError.
 Environment, read at each `predict`: `XGRAD_S` (float, replaces s), `XGRAD_DISABLE=1` (off).
+`XGRAD_VERIFY=1`, read at import: watch the run and report where the patch is wrong (`verify`).
 """
 
 from xgrad_rewrite._torch_required import require_torch
