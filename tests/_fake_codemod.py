@@ -51,7 +51,8 @@ def fake_rewrite(source: str, options: Options | None = None) -> Result:
                 if b is None or f is None:
                     diagnostics.append(Diagnostic(n + 1, len(indent), "XG101", "no backward"))
                     continue
-                predict = f"{indent}xgrad.predict({opt}, s={options.s}){nl}"
+                s = 1 if options.s is None else options.s  # None: keep the file's (1 here)
+                predict = f"{indent}xgrad.predict({opt}, s={s}){nl}"
                 if out[f - 1].strip().startswith(f"xgrad.predict({opt},"):
                     out[f - 1] = predict
                 else:

@@ -484,7 +484,7 @@ def test_config_lookup_stops_at_repository_root(monkeypatch, tmp_path):
     (repo / ".git").mkdir(parents=True)
     (repo / "a.py").write_text("x = 1\n")
     assert run(str(repo / "a.py")).exit_code == 0
-    assert seen == [Options()]
+    assert seen == [Options(s=None)]  # no --s: keep the s the file already has
 
 
 @pytest.mark.parametrize(
@@ -523,7 +523,7 @@ def test_config_option_names_the_file_and_verbose_says_so(monkeypatch, tmp_path)
     result = run("-v", "--config", str(tmp_path / "other.toml"), str(tmp_path / "a.py"))
     assert result.exit_code == 0
     assert f"Using [tool.xgrad-rewrite] from {tmp_path / 'other.toml'}" in result.stderr
-    assert seen == [Options(mode="fx")]  # that file only: not the nearest pyproject's s
+    assert seen == [Options(s=None, mode="fx")]  # that file only: not the nearest pyproject's s
     missing = run("--config", str(tmp_path / "nope.toml"), str(tmp_path / "a.py"))
     assert missing.exit_code == 2 and "nope.toml" in missing.stderr
     (tmp_path / "broken.toml").write_text("[tool.xgrad-rewrite\n")
@@ -568,3 +568,19 @@ def test_summary_words():
     assert str(check) == "1 file would be patched" and check.return_code == 1
     assert Report(revert=True, changed=1).__str__() == "1 file reverted"
     assert Report().return_code == 0 and str(Report()) == "No files to process"
+
+
+def test_check_without_s_accepts_a_file_patched_with_another_s(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import torch\n"
+        "model = torch.nn.Linear(2, 1)\n"
+        "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for x in [torch.randn(3, 2)]:\n"
+        "    loss = model(x).sum()\n"
+        "    loss.backward()\n"
+        "    optimizer.step()\n"
+    )
+    assert run("--s", "2", str(script)).exit_code == 0
+    assert run("--check", str(script)).exit_code == 0
+    assert run("--check", "--s", "1", str(script)).exit_code == 1

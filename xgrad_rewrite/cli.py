@@ -54,9 +54,9 @@ class _Regex(click.ParamType):
     "s",
     cls=Setting,
     type=click.FloatRange(min=0),
-    default=1,
-    show_default=True,
-    help="Prediction steps written into xgrad.predict(optimizer, s=S); 0 turns prediction off.",
+    default=None,
+    help="Prediction steps written into xgrad.predict(optimizer, s=S); 0 turns prediction off. "
+    "Default: the s the file's calls already have, else 1.",
 )
 @click.option("--diff", is_flag=True, help="Print a unified diff of the changes; write nothing.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if any file would change.")
@@ -143,7 +143,7 @@ def main(
     from xgrad_rewrite.cache import Cache
 
     options = Options(
-        s=int(s) if float(s).is_integer() else s,
+        s=None if s is None else int(s) if float(s).is_integer() else s,
         optimizers=tuple(optimizers),
         revert=revert,
         mode=mode,  # type: ignore[arg-type]  # click.Choice checked it

@@ -17,14 +17,17 @@ Severity = Literal["info", "warning", "error"]
 class Options:
     """What the user asked for.
 
-    ``s``: number of prediction steps written into ``xgrad.predict(opt, s=...)``.
+    ``s``: number of prediction steps written into ``xgrad.predict(opt, s=...)``; None keeps
+    the ``s`` the file's earlier calls already have (1 for a file without any), which is what
+    the CLI passes when the user gives no ``--s``, so ``--check`` accepts a file patched with
+    ``--s 2``.
     ``optimizers``: if non-empty, only patch steps of optimizers with these names
     (as written in the source, e.g. ``optimizer_G`` or ``self.optimizer``).
     ``revert``: remove everything a previous run inserted instead of inserting.
     ``mode``: ``"eager"`` (predict/restore around each step) or ``"fx"`` (wrap the model once).
     """
 
-    s: float = 1
+    s: float | None = 1
     optimizers: tuple[str, ...] = ()
     revert: bool = False
     mode: Literal["eager", "fx"] = "eager"

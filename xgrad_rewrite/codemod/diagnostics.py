@@ -36,6 +36,10 @@ NAME_TAKEN = "XG107"
 FX_NO_MODEL = "XG108"
 UNPLACED = "XG109"
 MANUAL = "XG110"
+UNBOUND = "XG111"
+NO_GRAD_ON_PREDICTED = "XG112"
+NOT_PROVEN = "XG113"
+BESIDE_OPTIMIZER = "XG114"
 TRAINER_STARRED_ARGS = "XG201"
 TRAINER_NOT_A_LIST = "XG202"
 TRAINER_NAME_TAKEN = "XG203"
@@ -112,6 +116,39 @@ CODES: dict[str, Code] = {
             "{optimizer} already calls the runtime by hand here; left as written",
             "the step's function already calls the runtime for that optimizer by hand; left as "
             "written",
+        ),
+        Code(
+            UNBOUND,
+            "warning",
+            "{optimizer} may be unbound where xgrad.predict({optimizer}) would go (line {line}, "
+            "before the forward): {why}; not patched",
+            "the optimizer is not bound on every path to the forward (created under a condition, "
+            "or by a loop after it); loop not patched",
+        ),
+        Code(
+            NO_GRAD_ON_PREDICTED,
+            "info",
+            "this no-grad block sits between xgrad.predict({optimizer}) and the backward, so it "
+            "runs on the predicted weights; move it before the training forward to keep it on "
+            "the current ones",
+            "a no-grad block (validation, logging) between the training forward and its backward "
+            "runs on the predicted weights",
+        ),
+        Code(
+            NOT_PROVEN,
+            "warning",
+            "{receiver}.step() follows this backward but is not shown to be an optimizer "
+            "({why}); not patched",
+            "several `.step()` receivers after one backward and none proven an optimizer: none "
+            "patched",
+        ),
+        Code(
+            BESIDE_OPTIMIZER,
+            "info",
+            "{receiver}.step() follows this backward beside a proven optimizer but is not shown "
+            "to be one (a scheduler, a sampler?); not patched",
+            "a `.step()` beside a proven optimizer's that is not shown to be an optimizer's; not "
+            "patched",
         ),
         Code(
             TRAINER_STARRED_ARGS,

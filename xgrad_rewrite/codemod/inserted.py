@@ -161,6 +161,34 @@ def inserted_call(
     return None
 
 
+def written_s(tree: ast.Module) -> float | None:
+    """The ``s`` an earlier run wrote (its first predict, fx or callback call), else None."""
+    aliases = {a for s in tree.body if (a := our_import_alias(s)) is not None}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        ours = (
+            isinstance(func, ast.Attribute)
+            and func.attr in ("predict", "predictive")
+            and _root_name(func.value) in aliases
+        ) or (isinstance(func, ast.Name) and func.id == CALLBACK)
+        if not ours:
+            continue
+        for keyword in node.keywords:
+            value = keyword.value
+            if keyword.arg == "s" and isinstance(value, ast.Constant):
+                if isinstance(value.value, (int, float)) and not isinstance(value.value, bool):
+                    return float(value.value)
+    return None
+
+
+def _root_name(node: ast.AST) -> str | None:
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
 def hand_call(call: ast.Call, aliases: set[str]) -> str | None:
     """The method name when ``call`` is ``A.predict/restore/predicted(...)`` with ``A`` one of
     ``aliases`` (any alias of the runtime: the user's own calls count too)."""

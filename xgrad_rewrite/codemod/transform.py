@@ -67,6 +67,8 @@ def rewrite(source: str, options: Options | None = None) -> Result:
     """``source`` with XGrad calls inserted (or removed, with ``options.revert``)."""
     options = options or Options()
     tree = parse_ast(source)
+    if options.s is None:  # keep what an earlier run wrote
+        options = replace(options, s=inserted.written_s(tree) or 1)
     callbacks = options.mode == "eager" and _may_build_a_trainer(source)
     if options.revert or inserted.CALLBACK in source:
         return _rewrite_with_libcst(source, tree, callbacks, options)

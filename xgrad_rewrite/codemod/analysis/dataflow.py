@@ -9,7 +9,8 @@ the data loading around it (design.md, "Codemod contract").
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from xgrad_rewrite.codemod.analysis.blocks import FUNCTIONS, Block, Navigator, is_module, items_of
 
@@ -193,10 +194,13 @@ def is_no_grad(item: ast.withitem) -> bool:
 @dataclass(frozen=True)
 class Modules:
     """Names the script treats as trainable modules (``X.parameters()``, ``X.train()``,
-    ``X.eval()`` somewhere) and those among them it freezes."""
+    ``X.eval()`` somewhere) and those among them it provably freezes. ``helpers`` says, for a
+    call of a function or method defined in the file, whether its body may run a forward
+    (None: not one of those)."""
 
     trained: frozenset[str]
     frozen: frozenset[str]
+    helpers: Callable[[ast.Call], bool | None] | None = field(default=None, compare=False)
 
     def is_module(self, name: str | None) -> bool:
         return name is not None and any(name == t or name.startswith(t + ".") for t in self.trained)
@@ -227,6 +231,12 @@ def _runs_module(call: ast.Call, modules: Modules) -> bool:
     target = dotted(call.func)
     if target is not None and target in modules.frozen:
         return False
+    if modules.is_module(target):
+        return True
+    if modules.helpers is not None:
+        verdict = modules.helpers(call)
+        if verdict is not None:
+            return verdict
     if not modules.trained:
         return True
     return modules.is_module(target) or any(
@@ -236,13 +246,36 @@ def _runs_module(call: ast.Call, modules: Modules) -> bool:
 
 
 def find_modules(calls: list[ast.Call], fors: list[ast.For | ast.AsyncFor]) -> Modules:
-    """Trainable and frozen modules: frozen are those with ``X.requires_grad_(False)``,
-    ``X.eval()`` and no ``X.train()`` anywhere, or ``for p in X.parameters(): p.requires_grad =
-    False``."""
-    evals: set[str] = set()
-    trains: set[str] = set()
+    """Trainable and frozen modules.
+
+    Frozen needs proof, because a module taken for frozen gets no prediction before its
+    forward, and if it is trained after all the backward meets weights changed in place: a
+    module is frozen when the script sets ``X.requires_grad_(False)`` or ``p.requires_grad =
+    False`` over ``X.parameters()``, and never undoes it (``requires_grad_(True)``, a loop setting
+    anything else), and never hands ``X.parameters()`` to anything (an optimizer, a clipping
+    call) beyond such a loop, and no part of it ``X.part`` is trained. ``X.eval()`` proves
+    nothing: evaluation functions call it on trained models all the time."""
     frozen: set[str] = set()
+    unfrozen: set[str] = set()
     seen: set[str] = set()
+    freezing_loops: set[int] = set()
+    for loop in fors:
+        it = loop.iter
+        if not (
+            isinstance(it, ast.Call)
+            and isinstance(it.func, ast.Attribute)
+            and it.func.attr in ("parameters", "named_parameters")
+        ):
+            continue
+        owner = dotted(it.func.value)
+        settings = [v for s in loop.body if (v := _requires_grad_value(s)) is not None]
+        if owner is None or not settings:
+            continue
+        freezing_loops.add(id(it))
+        if all(_is_false(v) for v in settings):
+            frozen.add(owner)
+        else:
+            unfrozen.add(owner)
     for call in calls:
         if not isinstance(call.func, ast.Attribute):
             continue
@@ -252,33 +285,22 @@ def find_modules(calls: list[ast.Call], fors: list[ast.For | ast.AsyncFor]) -> M
         attr = call.func.attr
         if attr in ("parameters", "named_parameters", "train", "eval"):
             seen.add(owner)
-        if attr == "eval":
-            evals.add(owner)
-        elif attr == "train":
-            trains.add(owner)
-        elif attr == "requires_grad_" and (values := arg_values(call)) and _is_false(values[0]):
-            frozen.add(owner)
-    for loop in fors:
-        it = loop.iter
-        if not (
-            isinstance(it, ast.Call)
-            and isinstance(it.func, ast.Attribute)
-            and it.func.attr == "parameters"
-        ):
-            continue
-        owner = dotted(it.func.value)
-        if owner is not None and any(_sets_requires_grad_false(s) for s in loop.body):
-            frozen.add(owner)
-    frozen |= evals - trains
+        if attr in ("parameters", "named_parameters") and id(call) not in freezing_loops:
+            unfrozen.add(owner)
+        elif attr == "requires_grad_":
+            values = arg_values(call)
+            (frozen if values and _is_false(values[0]) else unfrozen).add(owner)
+    frozen = {f for f in frozen if not any(u == f or u.startswith(f + ".") for u in unfrozen)}
     return Modules(frozenset(seen - frozen), frozenset(frozen))
 
 
-def _sets_requires_grad_false(node: ast.stmt) -> bool:
-    return (
-        isinstance(node, ast.Assign)
-        and any(isinstance(t, ast.Attribute) and t.attr == "requires_grad" for t in node.targets)
-        and _is_false(node.value)
-    )
+def _requires_grad_value(node: ast.stmt) -> ast.expr | None:
+    """``v`` for ``p.requires_grad = v``."""
+    if isinstance(node, ast.Assign) and any(
+        isinstance(t, ast.Attribute) and t.attr == "requires_grad" for t in node.targets
+    ):
+        return node.value
+    return None
 
 
 def _is_false(node: ast.expr) -> bool:
@@ -343,3 +365,40 @@ def restore_item(
             break
         index -= 1
     return items[index]
+
+
+def no_grad_between(nav: Navigator, start: ast.stmt, end: ast.stmt) -> list[ast.stmt]:
+    """``with torch.no_grad():`` blocks that run a call, among the statements from ``start``
+    (where predict goes) up to ``end`` (the backward): code that then runs on θ̂."""
+    below: dict[int, Block] = {}  # statement on the way up from `end` -> its block holding it
+    current: tuple[ast.stmt, Block] | None = (end, nav.blocks[end])
+    while current is not None:
+        item, block = current
+        current = nav.owner_item(block)
+        if current is not None:
+            below[id(current[0])] = block
+    found: list[ast.stmt] = []
+    block = nav.blocks[start]
+    items = items_of(block)
+    index = next(i for i, it in enumerate(items) if it is start)
+    while True:
+        for statement in items[index:]:
+            if statement is end:
+                return found
+            if id(statement) in below:
+                items, index = items_of(below[id(statement)]), 0
+                break
+            found.extend(_no_grad_blocks(statement))
+        else:
+            return found
+
+
+def _no_grad_blocks(statement: ast.stmt) -> list[ast.stmt]:
+    out = []
+    for node in ast.walk(statement):
+        if isinstance(node, (ast.With, ast.AsyncWith)) and any(is_no_grad(i) for i in node.items):
+            if any(
+                isinstance(n, ast.Call) and callee_name(n) not in DATA_CALLS for n in ast.walk(node)
+            ):
+                out.append(node)
+    return out

@@ -7,19 +7,20 @@ step, the predict and restore slots, or the diagnostic saying why not); :mod:`.p
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from xgrad_rewrite.codemod import diagnostics as codes
 from xgrad_rewrite.codemod import inserted
+from xgrad_rewrite.codemod.analysis.binding import Bindings
 from xgrad_rewrite.codemod.analysis.blocks import FUNCTIONS, Block, Navigator, Slot
 from xgrad_rewrite.codemod.analysis.collect import collect
 from xgrad_rewrite.codemod.analysis.dataflow import (
-    Modules,
     arg_values,
     callee_name,
     dotted,
     find_modules,
     is_forward,
+    no_grad_between,
     positional,
     predict_item,
     restore_item,
@@ -53,6 +54,9 @@ class Step:
     column: int
     closure: ast.expr | None = None
     backwards: list[Backward] = field(default_factory=list)
+    # The first step of the group this step was paired in (itself when alone): every
+    # optimizer of a group is restored before that one.
+    first_of_group: Step | None = None
 
 
 @dataclass(eq=False)
@@ -91,8 +95,11 @@ class Finder:
         self.positions = Positions(source)
         self.collected = collect(module)
         self.nav = Navigator(self.collected.parents, self.collected.blocks)
-        self.ids = Identities(self.collected, self.nav, Scopes(module, self.collected.parents))
+        scopes = Scopes(module, self.collected.parents)
+        self.ids = Identities(self.collected, self.nav, scopes)
+        self.bindings = Bindings(self.nav, scopes)
         self.modules = find_modules(self.collected.calls, self.collected.fors)
+        self._helpers: dict[int, bool] = {}
 
     def code(self, node: ast.AST) -> str:
         return self.positions.segment(node)
@@ -156,23 +163,86 @@ class Finder:
         )
 
     # -- pairing ----------------------------------------------------------------------------
-    def pair(self, backward: Backward, steps: list[Step]) -> Step | None:
-        """The first optimizer step after the backward in the same function; a step of an
-        unknown thing only when no known optimizer steps there."""
+    def pair(
+        self, backward: Backward, steps: list[Step], backwards: list[Backward]
+    ) -> tuple[list[Step], list[Step]]:
+        """(the steps this backward's gradients feed, candidates left out as unproven).
+
+        The candidates are the ``.step()`` calls after the backward in the same function that
+        nothing marks as something else, from the first of them up to the next backward after
+        it, within the loop that holds both: ``loss.backward(); enc_opt.step();
+        dec_opt.step()`` feeds two optimizers. Of those, every one shown to be an optimizer is
+        patched; an unknown receiver only when it is the one candidate (``sampler.step()``
+        beside a proven ``optimizer.step()`` is left out, and two unknowns are both left out).
+        """
         owner = self.nav.scope_owner(backward.call)
+        start = (backward.line, backward.column)
         after = [
             s
             for s in steps
             if s.closure is None
+            and (s.line, s.column) > start
             and self.nav.scope_owner(s.call) is owner
-            and (s.line, s.column) > (backward.line, backward.column)
+            and self.ids.classify(s.optimizer).kind != "not"
         ]
-        kinds = [(s, self.ids.classify(s.optimizer)) for s in after]
-        for wanted in ("optimizer", "unknown"):
-            for step, identity in kinds:
-                if identity.kind == wanted:
-                    return step
-        return None
+        if not after:
+            return [], []
+        first = after[0]
+        loop = self.bound(backward.call, first.call)[0]
+        limit = min(
+            (
+                (b.line, b.column)
+                for b in backwards
+                if (b.line, b.column) > (first.line, first.column)
+                and self.nav.scope_owner(b.call) is owner
+            ),
+            default=None,
+        )
+        group = [
+            s
+            for s in after
+            if (limit is None or (s.line, s.column) < limit)
+            and (loop is owner or loop in self.nav.ancestors(s.call))
+        ]
+        proven = [
+            s
+            for s in group
+            if self.ids.classify(s.optimizer).kind == "optimizer"
+            or self.ids.has_zero_grad(s.optimizer)
+        ]
+        if proven:
+            return proven, [s for s in group if s not in proven]
+        if len({self.code(s.optimizer) for s in group}) == 1:
+            return group, []
+        return [], group
+
+    def helper_runs_forward(self, call: ast.Call) -> bool | None:
+        """For a call of a function or method defined in this file, whether its body may run a
+        forward (a module call, or a helper that does); None for any other call."""
+        function = self._defined_function(call)
+        if function is None:
+            return None
+        key = id(function)
+        if key not in self._helpers:
+            self._helpers[key] = False  # a recursive helper: its other calls decide
+            modules = replace(self.modules, helpers=self.helper_runs_forward)
+            self._helpers[key] = any(is_forward(statement, modules) for statement in function.body)
+        return self._helpers[key]
+
+    def _defined_function(self, call: ast.Call) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        func = call.func
+        if isinstance(func, ast.Name):
+            defined = self.ids._defined_here(func)
+            return defined if isinstance(defined, FUNCTIONS) else None
+        if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)):
+            return None
+        if func.value.id == "self":
+            cls = self.nav.enclosing(call, (ast.ClassDef,))
+        else:
+            cls = self.ids.instance_of(func.value)
+        if not isinstance(cls, ast.ClassDef):
+            return None
+        return next((f for f in cls.body if isinstance(f, FUNCTIONS) and f.name == func.attr), None)
 
     def bound(self, a: ast.AST, b: ast.AST) -> Block:
         """The body of the innermost loop holding both nodes (else their function's body)."""
@@ -193,18 +263,37 @@ def find(finder: Finder, options: Options) -> list[Plan]:
     closure_names = {s.closure.id for s in steps if isinstance(s.closure, ast.Name)}
     manual = _manual_calls(finder)
 
-    for backward in finder.backwards():
+    backwards = finder.backwards()
+    unproven: dict[int, Step] = {}
+    beside: set[int] = set()  # left out next to a proven optimizer
+    for backward in backwards:
         function = finder.nav.enclosing(backward.call, FUNCTIONS)
         if isinstance(function, FUNCTIONS) and function.name in closure_names:
             continue  # reported once, at its closure step
         if _hand_predicted(finder, backward.call):
             continue  # the user placed `with xgrad.predicted(optimizer):` themselves
-        step = finder.pair(backward, steps)
-        if step is None:
-            message = codes.message(codes.NO_STEP)
-            plans.append(_skipped("", backward.call, backward.call, codes.NO_STEP, message))
+        group, left_out = finder.pair(backward, steps, backwards)
+        for step in left_out:
+            unproven.setdefault(id(step), step)
+            if group:
+                beside.add(id(step))
+        if not group:
+            if not left_out:
+                message = codes.message(codes.NO_STEP)
+                plans.append(_skipped("", backward.call, backward.call, codes.NO_STEP, message))
             continue
-        step.backwards.append(backward)
+        first = min(group, key=lambda s: (s.line, s.column))
+        for step in group:
+            step.backwards.append(backward)
+            step.first_of_group = first
+    for step in unproven.values():
+        if step.backwards:
+            continue  # patched for another backward
+        name = finder.code(step.optimizer)
+        code = codes.BESIDE_OPTIMIZER if id(step) in beside else codes.NOT_PROVEN
+        why = "several receivers are stepped after the same backward"
+        message = codes.message(code, receiver=name, why=why)
+        plans.append(_skipped(name, step.call, step.call, code, message))
 
     for step in steps:
         identity = finder.ids.classify(step.optimizer)
@@ -291,11 +380,17 @@ def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, option
         message = codes.message(codes.FILTERED, optimizer=name, outcome="not patched")
         return _skipped(name, first.call, step.call, codes.FILTERED, message)
     forwards = []
+    # Placement invariant: predict goes before every forward the loss depends on (a module, a
+    # helper of this file whose body calls one, a method such as `self.sample(obs)`); later
+    # would leave a forward on the current weights whose graph the backward then reaches
+    # through weights changed in place (autograd's "modified by an inplace operation"). And
+    # predict never goes where its optimizer may be unbound (checked below).
+    named = replace(finder.modules, helpers=finder.helper_runs_forward)
     for backward in step.backwards:
         bound = finder.bound(backward.call, step.call)
         # Modules the script names as such first; if none of them runs in this step (say a
         # `net` parameter never seen with `.parameters()`), any call that is not data handling.
-        for modules in (finder.modules, Modules(frozenset(), finder.modules.frozen)):
+        for modules in (named, replace(named, trained=frozenset())):
             item = predict_item(
                 finder.nav,
                 backward.at,
@@ -313,10 +408,21 @@ def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, option
         plan.notes[0].node = first.call
         return plan
     predict = min(forwards, key=finder.where)
+    missing = finder.bindings.unbound(step.optimizer, predict)
+    if missing is not None:
+        why = f"`{missing}` is not bound on every path to that line"
+        line = finder.where(predict)[0]
+        message = codes.message(codes.UNBOUND, optimizer=name, line=line, why=why)
+        return _skipped(name, first.call, step.call, codes.UNBOUND, message)
     last = step.backwards[-1]
-    same_block = last.at[1] == step.at[1]
-    restore = restore_item(step.at, last.at[0] if same_block else None, name)
-    return Plan(name, first.call, step.call, Slot(predict), Slot(restore))
+    at = (step.first_of_group or step).at
+    same_block = last.at[1] == at[1]
+    restore = restore_item(at, last.at[0] if same_block else None, name)
+    plan = Plan(name, first.call, step.call, Slot(predict), Slot(restore))
+    for block in no_grad_between(finder.nav, predict, first.at[0]):
+        message = codes.message(codes.NO_GRAD_ON_PREDICTED, optimizer=name)
+        plan.notes.append(Note(codes.NO_GRAD_ON_PREDICTED, block, message))
+    return plan
 
 
 def _wrapper_plans(finder: Finder, plans: list[Plan], options: Options) -> list[Plan]:

@@ -57,6 +57,7 @@ class Identities:
         self.zero_grads: set[tuple[int, str]] = set()  # `X.zero_grad()` somewhere
         self._values: dict[int, Identity] = {}
         self._names: dict[tuple[int, str], Identity] = {}
+        self._callers: dict[int, list[ast.Call]] = {}
         self._collect_evidence()
 
     # -- keys: a dotted name within the function (or class, for self.*) it lives in -------------
@@ -147,8 +148,8 @@ class Identities:
         annotated = self._annotation(node)
         if annotated is not None:
             return annotated
-        if found and all(i.kind == "not" for i in found):
-            return NOT
+        if any(i.kind == "not" for i in found):
+            return NOT  # safe either way: "not" only ever means "left unpatched"
         return UNKNOWN
 
     def classify_value(self, value: ast.AST, depth: int = 0) -> Identity:
@@ -232,6 +233,24 @@ class Identities:
                         return Identity("optimizer", found)
         return None
 
+    def instance_of(self, name: ast.Name) -> ast.ClassDef | None:
+        """The class of this file that ``name`` is always built from (``env = ToyEnv()``)."""
+        values = self._name_values(name)
+        classes = {
+            id(d): d
+            for v in values
+            if isinstance(v, ast.Call)
+            and isinstance(v.func, ast.Name)
+            and isinstance(d := self._defined_here(v.func), ast.ClassDef)
+        }
+        if (
+            values
+            and len(classes) == 1
+            and len(values) == len([v for v in values if isinstance(v, ast.Call)])
+        ):
+            return next(iter(classes.values()))
+        return None
+
     def has_zero_grad(self, node: ast.AST) -> bool:
         """Whether the script calls ``node.zero_grad()`` (with a ``.step()``, an optimizer's
         pair of methods; a module has the first only)."""
@@ -270,11 +289,45 @@ class Identities:
     def _name_values(self, node: ast.Name) -> list[ast.expr]:
         values: list[ast.expr] = []
         for statement in self.scopes.bindings(node):
+            if isinstance(statement, ast.arg):
+                values.extend(self._passed_values(statement))
             if isinstance(statement, ast.Assign):
                 for target in statement.targets:
                     values.extend(_values_for(target, statement.value, node.id))
             elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
                 values.extend(_values_for(statement.target, statement.value, node.id))
+        return values
+
+    def _passed_values(self, parameter: ast.arg) -> list[ast.expr]:
+        """What the file passes for a parameter of one of its plain functions, at every call
+        (``train(model, SGD(...))``); nothing when a call passes it by ``*``/``**``."""
+        function = self.nav.parent(self.nav.parent(parameter) or parameter)
+        if not isinstance(function, FUNCTIONS) or parameter is function.args.vararg:
+            return []
+        if self.nav.enclosing(function, (ast.ClassDef,)) is not None:
+            return []  # a method: its callers are not found by name
+        positional = [*function.args.posonlyargs, *function.args.args]
+        index = next((i for i, a in enumerate(positional) if a is parameter), None)
+        if id(function) not in self._callers:
+            self._callers[id(function)] = [
+                c
+                for c in self.collected.calls
+                if isinstance(c.func, ast.Name)
+                and c.func.id == function.name
+                and self._defined_here(c.func) is function
+            ]
+        values: list[ast.expr] = []
+        for call in self._callers[id(function)]:
+            if any(isinstance(a, ast.Starred) for a in call.args) or any(
+                k.arg is None for k in call.keywords
+            ):
+                return []
+            if index is not None and index < len(call.args):
+                values.append(call.args[index])
+                continue
+            keyword = next((k for k in call.keywords if k.arg == parameter.arg), None)
+            if keyword is not None:
+                values.append(keyword.value)
         return values
 
 
