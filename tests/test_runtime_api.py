@@ -360,3 +360,14 @@ def test_failing_rule_leaves_nothing_predicted():
     with pytest.raises(KeyError):
         xg.predict(opt, 2)
     assert same(params, theta) and not xg.is_predicted(opt)
+
+
+def test_none_is_no_optimizer_and_nothing_to_predict():
+    """A script whose optimizer is optional (`optimizer = None` unless configured) runs patched:
+    predict/restore of None do nothing instead of raising."""
+    import xgrad_rewrite.runtime as xgrad
+
+    xgrad.predict(None, s=2)
+    xgrad.restore(None)
+    with xgrad.predicted(None):
+        pass

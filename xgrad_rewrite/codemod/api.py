@@ -1,7 +1,8 @@
 """The codemod's public data types: what goes in, what comes out.
 
-The codemod is pure text to text (design.md): ``rewrite(source, options) -> Result``. It never
-touches disk and never imports torch; the CLI does all IO around it.
+The codemod is pure text to text: ``rewrite(source, options) -> Result``. It never touches disk
+and never imports torch; the CLI does all IO around it, so the CLI, the notebook front end and
+the tests drive it the same way (ARCHITECTURE.md, "Layers").
 """
 
 from __future__ import annotations

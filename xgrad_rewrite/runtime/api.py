@@ -136,7 +136,11 @@ def predict(optimizer: Any, s: float = 1.0) -> None:
     """Stash θt and load θ̂ = θt − lr·s·Δθ (eq. 31) into every parameter with optimizer state.
 
     Idempotent while predicted; s=0 (or XGRAD_DISABLE=1) does nothing. Never reads `p.grad`.
+    `None` (a script whose optimizer is optional: `optimizer = None` unless configured, and
+    `if optimizer is not None: optimizer.step()`) does nothing too: there is no step to predict.
     """
+    if optimizer is None:
+        return
     opt = unwrap(optimizer)
     rule = rule_for(opt)
     record = _record(opt)
@@ -162,7 +166,10 @@ def predict(optimizer: Any, s: float = 1.0) -> None:
 
 @torch.no_grad()
 def restore(optimizer: Any) -> None:
-    """Write the stashed θt back bit for bit and drop the stash; a no-op when not predicted."""
+    """Write the stashed θt back bit for bit and drop the stash; a no-op when not predicted
+    (and for `None`, as in `predict`)."""
+    if optimizer is None:
+        return
     verify.watch(optimizer, False)
     record = _RECORDS.get(unwrap(optimizer))
     if record is not None:

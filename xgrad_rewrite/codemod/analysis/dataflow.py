@@ -200,7 +200,7 @@ class Modules:
 
     trained: frozenset[str]
     frozen: frozenset[str]
-    helpers: Callable[[ast.Call], bool | None] | None = field(default=None, compare=False)
+    helpers: Callable[[ast.Call, Modules], bool | None] | None = field(default=None, compare=False)
 
     def is_module(self, name: str | None) -> bool:
         return name is not None and any(name == t or name.startswith(t + ".") for t in self.trained)
@@ -234,7 +234,7 @@ def _runs_module(call: ast.Call, modules: Modules) -> bool:
     if modules.is_module(target):
         return True
     if modules.helpers is not None:
-        verdict = modules.helpers(call)
+        verdict = modules.helpers(call, modules)
         if verdict is not None:
             return verdict
     if not modules.trained:

@@ -15,6 +15,7 @@ from xgrad_rewrite.codemod.analysis.binding import Bindings
 from xgrad_rewrite.codemod.analysis.blocks import FUNCTIONS, Block, Navigator, Slot
 from xgrad_rewrite.codemod.analysis.collect import collect
 from xgrad_rewrite.codemod.analysis.dataflow import (
+    Modules,
     arg_values,
     callee_name,
     dotted,
@@ -99,7 +100,7 @@ class Finder:
         self.ids = Identities(self.collected, self.nav, scopes)
         self.bindings = Bindings(self.nav, scopes)
         self.modules = find_modules(self.collected.calls, self.collected.fors)
-        self._helpers: dict[int, bool] = {}
+        self._helpers: dict[tuple[int, frozenset[str]], bool] = {}
 
     def code(self, node: ast.AST) -> str:
         return self.positions.segment(node)
@@ -216,17 +217,17 @@ class Finder:
             return group, []
         return [], group
 
-    def helper_runs_forward(self, call: ast.Call) -> bool | None:
+    def helper_runs_forward(self, call: ast.Call, modules: Modules) -> bool | None:
         """For a call of a function or method defined in this file, whether its body may run a
-        forward (a module call, or a helper that does); None for any other call."""
+        forward by the caller's rules (a module call, or a helper that does); None for any
+        other call."""
         function = self._defined_function(call)
         if function is None:
             return None
-        key = id(function)
+        key = (id(function), modules.trained)
         if key not in self._helpers:
             self._helpers[key] = False  # a recursive helper: its other calls decide
-            modules = replace(self.modules, helpers=self.helper_runs_forward)
-            self._helpers[key] = any(is_forward(statement, modules) for statement in function.body)
+            self._helpers[key] = any(is_forward(s, modules) for s in function.body)
         return self._helpers[key]
 
     def _defined_function(self, call: ast.Call) -> ast.FunctionDef | ast.AsyncFunctionDef | None:

@@ -1,4 +1,4 @@
-"""``Options(mode="fx")``: wrap the model once instead of patching each step (issue 6).
+"""``Options(mode="fx")``: wrap the model once instead of patching each step (the FX path).
 
 Inserted right after the statement that builds the optimizer from ``<model>.parameters()`` (the
 first point where both exist): ``<model> = xgrad.fx.predictive(<model>, <optimizer>, s=N)``.
