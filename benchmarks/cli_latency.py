@@ -295,7 +295,7 @@ def main() -> None:
         "|---|---|---|---:|---:|---:|---|",
         *table,
         "",
-        "Target (issue 5): no slower than black.",
+        "Target: no slower than black (the CLI runs as a pre-commit hook beside it).",
         "",
         *verdicts,
         "",
@@ -308,7 +308,8 @@ def main() -> None:
         "pre-filter (a file with no trace of a training step is not even parsed) and the cache "
         "(a file already in the target state is answered from its hash) cover the rest. "
         "An unpatched transformers/Lightning `Trainer` script whose only change is the "
-        "callback is answered on the ast too (`codemod/analysis/trainers.py`). `--diff` and writing "
+        "callback is answered on the ast too (`codemod/analysis/trainers.py`). "
+        "`--diff` and writing "
         "still load libcst, and so does `--check` of a Trainer script already patched (its "
         "callback is taken out and put back with libcst): those rows miss the target.",
         "",

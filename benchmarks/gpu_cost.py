@@ -1,6 +1,6 @@
 """What XGrad costs on a GPU: training-step time and peak memory, base vs XGrad-S2, as ratios.
 
-The paper's cost figures (xgrad-method.md): +5.67 % time over SGDM, +11.21 % over Adam; +1.8 % and
+The paper's cost figures (docs/method.md): +5.67 % time over SGDM, +11.21 % over Adam; +1.8 % and
 +5.0 % peak GPU memory (PyTorch 1.12, P100/M40). This measures the same on this project's runtime:
 ResNet-18 and ResNet-50 (CIFAR-style, defined here, no torchvision) on synthetic 32x32 inputs at
 batch 128, and a 2-layer LSTM language model, each with SGDM and Adam.
@@ -38,7 +38,7 @@ from machine import cpu_model  # noqa: E402
 import xgrad_rewrite.runtime as xgrad  # noqa: E402
 
 PAPER = {"sgdm": (5.67, 1.8), "adam": (11.21, 5.0)}  # (% time, % peak memory) over the base
-TARGET_TIME_PCT = 3.0  # issue 7: below the paper's, <= 3 % at batch 128
+TARGET_TIME_PCT = 3.0  # this project's target: below the paper's, <= 3 % at batch 128
 
 
 # --- models -------------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def render(rows: list[Row], ctx: dict) -> str:
     lines += [
         "",
         "Paper: PyTorch 1.12 on P100/M40 GPUs, averaged over its CIFAR-10/100 and other models "
-        "(xgrad-method.md). Here: this project's runtime (`xgrad_rewrite.runtime`, foreach "
+        "(docs/method.md). Here: this project's runtime (`xgrad_rewrite.runtime`, foreach "
         "kernels, one stash copy of the parameters).",
     ]
     if ctx["tiny"]:

@@ -1,4 +1,4 @@
-"""XGrad's fused fast path against its foreach path, in one run, on any device (issue 10).
+"""XGrad's fused fast path against its foreach path, in one run, on any device.
 
 Part `kernels`: on a ResNet-50-sized parameter set (161 tensors, 25.6M params, synthetic
 gradients) per optimizer (SGDM, Adam, AdamW, AdaBelief, AdaM3): the optimizer's own step (foreach,

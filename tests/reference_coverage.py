@@ -1,4 +1,4 @@
-"""Independent plain-tensor references for the coverage rules (issue 11), one parameter at a time.
+"""Independent plain-tensor references for the rules beyond Table I, one parameter at a time.
 
 Written from the update equations in torch 2.13's documentation of Adadelta, ASGD, Rprop,
 Adafactor, Muon and SparseAdam, and from the third-party papers / docs (Lion: Chen et al. 2023

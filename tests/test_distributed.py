@@ -56,7 +56,7 @@ def storage(model) -> list[tuple[int, int]]:
 
 
 def xgrad_steps(model, optimizer, rows: slice, s: float = S) -> None:
-    """design.md's patched loop; predict and restore must write in place, never rebind."""
+    """The loop the codemod writes; predict and restore must write in place, never rebind."""
     where = storage(model)
     for step in range(STEPS):
         x, y = batch(step)

@@ -1,4 +1,4 @@
-"""FX path (issue 6): the traced model trains exactly like the eager predict/restore path."""
+"""FX path: the traced model trains exactly like the eager predict/restore path."""
 
 from __future__ import annotations
 

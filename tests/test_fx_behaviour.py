@@ -1,4 +1,4 @@
-"""FX path (issue 6): no writes to weights, evaluation on θt, env overrides, errors, undo."""
+"""FX path: no writes to weights, evaluation on θt, env overrides, errors, undo."""
 
 from __future__ import annotations
 

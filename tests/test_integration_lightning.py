@@ -87,7 +87,7 @@ def fit(module, callbacks, accumulate: int = 1, validate: bool = False, steps: i
 
 
 def manual_xgrad(net, micro_batches, optimizer, s, accumulate=1):
-    """design.md's loop, with Lightning's 1/accumulate loss scaling."""
+    """The patched loop the codemod writes, with Lightning's 1/accumulate loss scaling."""
     opt = OPTIMIZERS[optimizer](net.parameters())
     for i in range(0, len(micro_batches), accumulate):
         opt.zero_grad()

@@ -94,7 +94,7 @@ def train(model, tmp_path, callbacks, **overrides):
 
 
 def manual_xgrad(model, batches, s, accumulate=1):
-    """The loop design.md shows, over the batches the Trainer used."""
+    """The patched loop the codemod writes, over the batches the Trainer used."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     model.train()
     for i in range(0, len(batches), accumulate):
@@ -176,7 +176,7 @@ def test_skipped_step_still_ends_on_real_weights():
 
 
 def test_runtime_unwraps_accelerates_optimizer(tmp_path):
-    """design.md: wrappers such as accelerate's AcceleratedOptimizer are unwrapped."""
+    """The runtime unwraps wrappers such as accelerate's AcceleratedOptimizer."""
     model = tiny_gpt2()
     trainer, _ = train(model, tmp_path, [XGradCallback(s=1)], max_steps=2)
     wrapper = trainer.optimizer

@@ -1,4 +1,4 @@
-"""Issue 11: optimizers outside torch (lion-pytorch, timm, transformers, bitsandbytes), registered
+"""Optimizers outside torch (lion-pytorch, timm, transformers, bitsandbytes), registered
 lazily; each against the independent reference in tests/reference_coverage.py. Tests of a package
 that is not installed are skipped."""
 
