@@ -1,7 +1,8 @@
 """``xgrad-sweep``: run one training script once per s (via ``XGRAD_S``) and compare the runs.
 
-The paper leaves the choice of s open (xgrad-method.md, "What the paper leaves open"); this makes
-base + XGrad-S1..S4 side by side one command. It only starts subprocesses, so it never imports
+The paper gives no rule for choosing s and reports settings where some s does worse than the
+base optimizer (docs/method.md, "What the paper leaves open"); this makes base + XGrad-S1..S4
+side by side one command. It only starts subprocesses, so it never imports
 torch: the patched script reads ``XGRAD_S`` itself, through :mod:`xgrad_rewrite.runtime`.
 
 Exit status: 0 when every run exited 0; 1 when any run failed (non-zero exit, could not start, or
