@@ -40,6 +40,7 @@ import os
 import pathlib
 import platform
 import shlex
+import signal
 import statistics
 import sys
 import time
@@ -524,6 +525,18 @@ def run_all(cfgs: list[dict], store: Store, pool, desc: str) -> int:
     interval = 0.5 if sys.stderr.isatty() else 30.0  # a log file gets a line every 30 s
     bar = tqdm(total=len(todo), desc=desc, unit="run", mininterval=interval, smoothing=0.05)
     pending = {pool.submit(execute, cfg): cfg for cfg in todo}
+    try:
+        collect(pending, store, bar)
+    except BaseException:  # interrupted: drop the queue, keep what finished
+        for future in pending:
+            future.cancel()
+        raise
+    finally:
+        bar.close()
+    return len(todo)
+
+
+def collect(pending: dict, store: Store, bar) -> None:
     while pending:
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
         for future in done:
@@ -534,8 +547,6 @@ def run_all(cfgs: list[dict], store: Store, pool, desc: str) -> int:
                 f"/lr x{cfg.get('lr_mult', '-')}/seed {cfg.get('seed', '-')}"
             )
             bar.update(1)
-    bar.close()
-    return len(todo)
 
 
 # --- analysis -----------------------------------------------------------------------------------
@@ -594,6 +605,7 @@ class Plan:
         self.tasks, self.optimizers = args.tasks, args.optimizers
         self.mults, self.sweep_seeds, self.seeds = args.lr_mults, args.sweep_seeds, args.seeds
         self.rounds, self.block = args.cost_rounds, args.cost_block
+        self.extend = args.extend
 
     def cfg(self, task, opt, s, mult, seed):
         return train_cfg(self.size, self.device, task, opt, s, mult, seed)
@@ -606,9 +618,30 @@ class Plan:
             self.cfg(t, o, s, m, seed)
             for t, o in self.pairs(tasks)
             for s in VARIANTS
-            for m in self.mults
+            for m in self.grid(t, o)
             for seed in self.sweep_seeds
         ]
+
+    def grid(self, task, opt) -> list[float]:
+        """The lr multipliers of one (task, optimizer): ``--lr-mults``, extended by a factor 2
+        beyond an end where some variant's best lies (at most ``--extend`` times each way), so
+        that no variant's best is the edge of the grid it was given. Points not run yet count
+        as +inf, so the grid grows one step per finished sweep."""
+        mults = sorted(self.mults)
+        for _ in range(self.extend):
+            bests = {self._best(task, opt, s, mults) for s in VARIANTS}
+            grown = False
+            if mults[-1] in bests:
+                mults, grown = mults + [mults[-1] * 2], True
+            if mults[0] in bests:
+                mults, grown = [mults[0] / 2] + mults, True
+            if not grown:
+                break
+        return mults
+
+    def at_edge(self, task, opt, s) -> bool:
+        grid, best = self.grid(task, opt), self.best_mult(task, opt, s)
+        return best is not None and len(grid) > 1 and best in (grid[0], grid[-1])
 
     def sweep_mean(self, task, opt, s, mult) -> float:
         values = [
@@ -617,7 +650,10 @@ class Plan:
         return statistics.fmean(values) if all(map(math.isfinite, values)) else math.inf
 
     def best_mult(self, task, opt, s) -> float | None:
-        scored = [(self.sweep_mean(task, opt, s, m), m) for m in self.mults]
+        return self._best(task, opt, s, self.grid(task, opt))
+
+    def _best(self, task, opt, s, mults) -> float | None:
+        scored = [(self.sweep_mean(task, opt, s, m), m) for m in mults]
         scored = [x for x in scored if math.isfinite(x[0])]
         return min(scored)[1] if scored else None
 
@@ -666,7 +702,7 @@ class Plan:
                 variants={},
             )
             sweep = {
-                str(s): {str(m): self.sweep_mean(task, opt, s, m) for m in self.mults}
+                str(s): {str(m): self.sweep_mean(task, opt, s, m) for m in self.grid(task, opt)}
                 for s in VARIANTS
             }
             row["sweep_valid_loss"] = sweep
@@ -677,7 +713,9 @@ class Plan:
             for s in VARIANTS:
                 mult = self.best_mult(task, opt, s)
                 entry = dict(
-                    best_mult=mult, best_lr=None if mult is None else mult * DEFAULT_LR[task][opt]
+                    best_mult=mult,
+                    best_lr=None if mult is None else mult * DEFAULT_LR[task][opt],
+                    at_edge=self.at_edge(task, opt, s),
                 )
                 for label, m in (("own", mult), ("at_base_lr", base_mult)):
                     records = self.finals(task, opt, s, m) if m else []
@@ -747,8 +785,8 @@ def mean_sd(values: list[float], digits: int = 3) -> str:
     return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
-def lr_text(mult: float | None) -> str:
-    return "n/a" if mult is None else f"x{mult:g}"
+def lr_text(mult: float | None, at_edge: bool = False) -> str:
+    return "n/a" if mult is None else f"x{mult:g}" + ("†" if at_edge else "")
 
 
 def report(ctx: dict, summary: dict) -> str:
@@ -778,14 +816,20 @@ def report(ctx: dict, summary: dict) -> str:
     for row in rows:
         v = row["variants"]
         cells = [TITLES[row["task"]].split(" (")[0], NAMES[row["optimizer"]]]
-        cells.append(
-            f"{lr_text(v['0']['best_mult'])}: {mean_sd(v['0']['own'].get('test_loss', []))}"
-        )
-        for s in ("1", "2"):
+        for s in ("0", "1", "2"):
             own = v[s]["own"]
-            cells.append(f"{lr_text(v[s]['best_mult'])}: {mean_sd(own.get('test_loss', []))}")
+            best = lr_text(v[s]["best_mult"], v[s].get("at_edge", False))
+            cells.append(f"{best}: {mean_sd(own.get('test_loss', []))}")
+            if s == "0":
+                continue
             cells.append(f"{fmt_diff(own.get('diff_loss'))} {judge(own.get('diff_loss'))}")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Best lr as a multiple of the default (listed under the sweep table); † = still at the "
+        "edge of the (extended) grid, so that variant might do better further out. Loss in "
+        "nats (per example for digits, per character for the language models).",
+    ]
     digits_rows = [r for r in rows if r["task"] == "digits"]
     if digits_rows:
         lines += [
@@ -893,19 +937,33 @@ def report(ctx: dict, summary: dict) -> str:
             d = v[s]["at_base_lr"].get("diff_loss")
             cells.append(f"{fmt_diff(d)} {judge(d)}")
         lines.append("| " + " | ".join(cells) + " |")
+    union = sorted({float(m) for row in rows for m in row["sweep_valid_loss"]["0"]})
     lines += [
         "",
         "## Learning-rate sweep (final validation loss, mean of the sweep seeds)",
         "",
-        "| task | optimizer | variant | " + " | ".join(f"x{m:g}" for m in ctx["mults"]) + " |",
-        "|---|---|---|" + "---|" * len(ctx["mults"]),
+        "Bold: each variant's best. The grid is default x {"
+        + ", ".join(f"{m:g}" for m in ctx["mults"])
+        + "}, "
+        + (
+            f"extended by x2 beyond an end where a variant's best lay (up to {ctx['extend']} "
+            "times each way; – = not needed there)."
+            if ctx["extend"]
+            else "not extended."
+        ),
+        "",
+        "| task | optimizer | variant | " + " | ".join(f"x{m:g}" for m in union) + " |",
+        "|---|---|---|" + "---|" * len(union),
     ]
     for row in rows:
         for s in ("0", "1", "2"):
             best = row["variants"][s]["best_mult"]
             cells = []
-            for m in ctx["mults"]:
-                value = row["sweep_valid_loss"][s][str(m)]
+            for m in union:
+                value = row["sweep_valid_loss"][s].get(str(m))
+                if value is None:
+                    cells.append("–")
+                    continue
                 text = f"{value:.3f}" if math.isfinite(value) else "diverged"
                 cells.append(f"**{text}**" if m == best else text)
             lines.append(
@@ -1021,7 +1079,7 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
             finite = []
             for s in VARIANTS:
                 xs, mean, low, high = [], [], [], []
-                for m in plan.mults:
+                for m in plan.grid(task, opt):
                     values = [
                         score(plan.store.get(plan.cfg(task, opt, s, m, seed)))
                         for seed in plan.sweep_seeds
@@ -1055,7 +1113,7 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
                             capsize=3,
                         )
             ax.set_xscale("log")
-            ticks = [m * DEFAULT_LR[task][opt] for m in plan.mults]
+            ticks = [m * DEFAULT_LR[task][opt] for m in plan.grid(task, opt)]
             ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks], fontsize=7)
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
             if finite:
@@ -1127,6 +1185,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS))
     parser.add_argument("--lr-mults", default=",".join(f"{m:g}" for m in LR_MULTS))
+    parser.add_argument(
+        "--extend",
+        type=int,
+        default=1,
+        help="extend the lr grid by x2 up to this many times beyond an end where a best lies",
+    )
     parser.add_argument("--sweep-seeds", default="0", help="seeds per sweep point")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="seeds of the winners' reruns")
     parser.add_argument(
@@ -1171,6 +1235,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _terminate(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         import torch
@@ -1189,29 +1257,31 @@ def main(argv: list[str] | None = None) -> None:
     begun = datetime.datetime.now(datetime.timezone.utc)
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     pool = InlinePool() if args.jobs == 0 else ProcessPoolExecutor(args.jobs, mp_context=context)
-    with pool:
-        new = run_all(plan.costs(), store, pool, "per-step cost")
-        for task in args.tasks:  # task by task: a cut-short run leaves whole tasks done
-            new += run_all(plan.sweep([task]), store, pool, f"{task}: lr sweep")
-            new += run_all(plan.winners([task]), store, pool, f"{task}: winners x seeds")
-    wall = time.perf_counter() - started
-    if new:
-        store.add(
-            dict(
-                kind="session",
-                start=begun.isoformat(timespec="seconds"),
-                wall_s=wall,
-                new_runs=new,
-                jobs=args.jobs,
-                argv=sys.argv[1:],
-            )
-        )
+    before, finished = len(store.runs), False
+    signal.signal(signal.SIGTERM, _terminate)  # a `kill` still records the session below
+    try:
+        with pool:
+            run_all(plan.costs(), store, pool, "per-step cost")
+            for task in args.tasks:  # task by task: a cut-short run leaves whole tasks done
+                while run_all(plan.sweep([task]), store, pool, f"{task}: lr sweep"):
+                    pass  # again while the grid grows (a best at its edge)
+                run_all(plan.winners([task]), store, pool, f"{task}: winners x seeds")
+        finished = True
+    finally:
+        new = len(store.runs) - before
+        wall = time.perf_counter() - started
+        if new:
+            session = dict(kind="session", start=begun.isoformat(timespec="seconds"), wall_s=wall,
+                           new_runs=new, jobs=args.jobs, argv=sys.argv[1:])  # fmt: skip
+            store.add(session if finished else dict(session, interrupted=True))
     summary = plan.summary()
     total = sum(s["wall_s"] for s in store.sessions)
     compute = sum(r["result"]["wall_s"] for r in store.runs.values())
+    cut = sum(bool(x.get("interrupted")) for x in store.sessions)
     wall_text = (
-        f"{total / 60:.1f} min in {len(store.sessions)} invocation(s) that trained "
-        f"({sum(s['new_runs'] for s in store.sessions)} runs, {args.jobs} worker processes, "
+        f"{total / 60:.1f} min in {len(store.sessions)} invocation(s) that trained"
+        + (f" ({cut} interrupted, then resumed)" if cut else "")
+        + f" ({sum(x['new_runs'] for x in store.sessions)} runs, {args.jobs} worker processes, "
         f"1 torch thread each); compute in the runs {compute / 60:.1f} core-minutes"
     )
     words = argv if argv is not None else sys.argv[1:]
@@ -1225,6 +1295,7 @@ def main(argv: list[str] | None = None) -> None:
         device=args.device,
         device_name=device_name(args.device),
         mults=args.lr_mults,
+        extend=args.extend,
         sweep_seeds=",".join(map(str, args.sweep_seeds)),
         seeds=",".join(map(str, args.seeds)),
         tasks=args.tasks,

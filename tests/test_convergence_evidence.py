@@ -6,8 +6,10 @@ import importlib.util
 import json
 import math
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -35,17 +37,45 @@ def run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_quick_end_to_end_then_resume_without_redoing_runs(tmp_path):
+def test_quick_end_to_end_interrupted_then_resumed(tmp_path):
     out = tmp_path / "results"
+    results = out / "evidence_runs_quick_cpu.jsonl"
+    first = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and first.poll() is None:
+        if results.exists() and len(results.read_text().splitlines()) >= 6:
+            break
+        time.sleep(0.05)
+    first.send_signal(signal.SIGTERM)  # interrupted mid-sweep
+    first.wait(timeout=60)
+    sessions = [json.loads(x) for x in results.read_text().splitlines() if '"session"' in x]
+    assert sessions and sessions[-1].get("interrupted") is True
+    done_before = len(results.read_text().splitlines()) - 1
+
     proc = run("--quick", "--out", str(out))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    results = out / "evidence_runs_quick_cpu.jsonl"
+    assert "wall time: " in (out / "evidence_quick_cpu.md").read_text()
+    assert "(1 interrupted, then resumed)" in (out / "evidence_quick_cpu.md").read_text()
     lines = results.read_text().splitlines()
     runs = [json.loads(line) for line in lines]
     configs = [r["config"] for r in runs if "config" in r]
-    # 3 tasks x AdamW x {base, S1, S2} x 2 lrs x 1 sweep seed, then winners, then the costs.
-    sweep = [c for c in configs if c["kind"] == "train" and c["seed"] == 0]
-    assert len(sweep) == 3 * 3 * 2
+    assert len({json.dumps(c, sort_keys=True) for c in configs}) == len(configs)  # none redone
+    assert len(configs) > done_before
+    # 3 tasks x AdamW x {base, S1, S2} x 2 lrs x 1 sweep seed (plus x4 or x0.25 where a best
+    # lay at an end of the grid), then the winners, then the costs.
+    sweep = {(c["task"], c["s"], c["lr_mult"]) for c in configs if c["kind"] == "train"}
+    for task in ("digits", "lstm", "gpt"):
+        for s in (0, 1, 2):
+            assert {(task, s, 0.5), (task, s, 2.0)} <= sweep
+    data = json.loads((out / "evidence_quick_cpu.json").read_text())
+    for row in data["rows"]:
+        grid = sorted(float(m) for m in row["sweep_valid_loss"]["0"])
+        bests = {row["variants"][s]["best_mult"] for s in ("0", "1", "2")}
+        assert grid[1:-1] or not bests & {0.5, 2.0}  # a best at an end grew the grid once
     assert {c["task"] for c in configs} == {"digits", "lstm", "gpt"}
     assert {c["s"] for c in configs if c["kind"] == "train"} == {0, 1, 2}
     assert sum(c["kind"] == "cost" for c in configs) == 3
@@ -58,7 +88,6 @@ def test_quick_end_to_end_then_resume_without_redoing_runs(tmp_path):
     assert "95 % CI" in report and "command: `python benchmarks/evidence.py --quick" in report
     for png in ("evidence_quick_cpu.png", "evidence_curves_quick_cpu.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    data = json.loads((out / "evidence_quick_cpu.json").read_text())
     assert len(data["rows"]) == 3 and data["rows"][0]["variants"]["1"]["own"]["n"] == 2
 
     # Interrupted mid-write: a cut-off last line is ignored and that run alone is redone.
@@ -76,8 +105,10 @@ def test_a_missing_run_is_the_only_one_redone(tmp_path, capsys):
     ev.main(argv)
     results = tmp_path / "evidence_runs_quick_cpu.jsonl"
     lines = results.read_text().splitlines()
-    dropped = json.loads(lines[3])["config"]
-    results.write_text("\n".join(lines[:3] + lines[4:]) + "\n")
+    # A winner's rerun (seed 1): dropping a sweep point could move a best and grow the grid.
+    index = next(i for i, line in enumerate(lines) if json.loads(line)["config"].get("seed") == 1)
+    dropped = json.loads(lines[index])["config"]
+    results.write_text("\n".join(lines[:index] + lines[index + 1 :]) + "\n")
     capsys.readouterr()
     ev.main(argv)
     assert "(1 new runs" in capsys.readouterr().out
@@ -99,9 +130,33 @@ def test_welch_interval_and_steps_to_target():
     assert ev.flatness(curve) == pytest.approx((1.5 - 1.4) / 1.5)
 
 
+def test_grid_grows_past_an_edge_best_once_per_finished_sweep(tmp_path):
+    ev = load_evidence()
+    args = ev.parse_args(["--quick", "--out", str(tmp_path), "--tasks", "lstm", "--extend", "2"])
+    store = ev.Store(tmp_path / "runs.jsonl")
+    plan = ev.Plan(args, store)
+
+    def finish(mult, loss):
+        for s in ev.VARIANTS:
+            result = dict(diverged=False, curve=[[1, loss]], train_s=1.0, wall_s=1.0)
+            result |= dict(valid=dict(loss=loss), test=dict(loss=loss))
+            store.add(dict(config=plan.cfg("lstm", "adamw", s, mult, 0), result=result))
+
+    assert plan.grid("lstm", "adamw") == [0.5, 2.0]  # nothing run yet: no best, no growth
+    finish(0.5, 2.0)
+    finish(2.0, 1.5)
+    assert plan.grid("lstm", "adamw") == [0.5, 2.0, 4.0]  # the best is the top end
+    assert {c["lr_mult"] for c in plan.sweep() if store.get(c) is None} == {4.0}
+    finish(4.0, 1.4)
+    assert plan.grid("lstm", "adamw") == [0.5, 2.0, 4.0, 8.0]  # still the top: once more
+    finish(8.0, 1.6)
+    assert plan.grid("lstm", "adamw") == [0.5, 2.0, 4.0, 8.0]  # x4 is inside now: done
+    assert plan.best_mult("lstm", "adamw", 0) == 4.0 and not plan.at_edge("lstm", "adamw", 0)
+
+
 def test_best_lr_is_chosen_by_validation_and_skips_diverged_runs(tmp_path):
     ev = load_evidence()
-    args = ev.parse_args(["--quick", "--out", str(tmp_path), "--tasks", "digits"])
+    args = ev.parse_args(["--quick", "--out", str(tmp_path), "--tasks", "digits", "--extend", "0"])
     store = ev.Store(tmp_path / "runs.jsonl")
     plan = ev.Plan(args, store)
     valid = {0.5: 0.40, 2.0: 0.30}
