@@ -69,6 +69,9 @@ _predict = xgrad.predict
 
 
 def _counting_predict(optimizer, *args, **kwargs):  # type: ignore[no-untyped-def]
+    if optimizer is None:  # an optional optimizer not configured: predict does nothing
+        state["predict_calls"] += 1
+        return _predict(optimizer, *args, **kwargs)
     before = [p.detach().clone() for g in optimizer.param_groups for p in g["params"]]
     result = _predict(optimizer, *args, **kwargs)
     after = [p.detach() for g in optimizer.param_groups for p in g["params"]]

@@ -3,7 +3,9 @@
 Names are tracked as dotted strings (``loss``, ``self.model``, ``outputs.loss``); a statement that
 defines ``x`` satisfies a need for ``x`` or ``x.y``. This is a deliberately small, statement-level
 def/use analysis: enough to tell the training forward from the evaluation forward, the logging and
-the data loading around it (design.md, "Codemod contract").
+the data loading around it, so that predict goes late enough to leave those on the current
+weights and early enough that every forward the backward reaches runs on the predicted ones
+(the placement invariant, ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -367,9 +369,12 @@ def restore_item(
     return items[index]
 
 
-def no_grad_between(nav: Navigator, start: ast.stmt, end: ast.stmt) -> list[ast.stmt]:
-    """``with torch.no_grad():`` blocks that run a call, among the statements from ``start``
-    (where predict goes) up to ``end`` (the backward): code that then runs on θ̂."""
+def no_grad_between(
+    nav: Navigator, start: ast.stmt, end: ast.stmt, modules: set[str] | None
+) -> list[ast.stmt]:
+    """``with torch.no_grad():`` blocks among the statements from ``start`` (where predict
+    goes) up to ``end`` (the backward) that run one of ``modules`` (the optimizer's; any call
+    when they are not known): code that then runs on θ̂."""
     below: dict[int, Block] = {}  # statement on the way up from `end` -> its block holding it
     current: tuple[ast.stmt, Block] | None = (end, nav.blocks[end])
     while current is not None:
@@ -388,17 +393,26 @@ def no_grad_between(nav: Navigator, start: ast.stmt, end: ast.stmt) -> list[ast.
             if id(statement) in below:
                 items, index = items_of(below[id(statement)]), 0
                 break
-            found.extend(_no_grad_blocks(statement))
+            found.extend(_no_grad_blocks(statement, modules))
         else:
             return found
 
 
-def _no_grad_blocks(statement: ast.stmt) -> list[ast.stmt]:
+def _no_grad_blocks(statement: ast.stmt, modules: set[str] | None) -> list[ast.stmt]:
     out = []
     for node in ast.walk(statement):
         if isinstance(node, (ast.With, ast.AsyncWith)) and any(is_no_grad(i) for i in node.items):
-            if any(
-                isinstance(n, ast.Call) and callee_name(n) not in DATA_CALLS for n in ast.walk(node)
-            ):
+            if any(_runs_one_of(n, modules) for n in ast.walk(node) if isinstance(n, ast.Call)):
                 out.append(node)
     return out
+
+
+def _runs_one_of(call: ast.Call, modules: set[str] | None) -> bool:
+    if callee_name(call) in DATA_CALLS:
+        return False
+    if modules is None:
+        return True
+    names = [dotted(call.func), *(dotted(v) for v in arg_values(call))]
+    return any(
+        n is not None and any(n == m or n.startswith(m + ".") for m in modules) for n in names
+    )

@@ -420,7 +420,8 @@ def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, option
     same_block = last.at[1] == at[1]
     restore = restore_item(at, last.at[0] if same_block else None, name)
     plan = Plan(name, first.call, step.call, Slot(predict), Slot(restore))
-    for block in no_grad_between(finder.nav, predict, first.at[0]):
+    owned = finder.ids.modules_of(step.optimizer)
+    for block in no_grad_between(finder.nav, predict, first.at[0], owned):
         message = codes.message(codes.NO_GRAD_ON_PREDICTED, optimizer=name)
         plan.notes.append(Note(codes.NO_GRAD_ON_PREDICTED, block, message))
     return plan

@@ -138,6 +138,8 @@ class Identities:
         return (id(owner), name)
 
     def _classify(self, node: ast.AST, depth: int) -> Identity:
+        if isinstance(node, ast.Subscript):
+            return self._element_identity(node.value, depth)
         found = [self.classify_value(v, depth) for v in self._assigned_values(node)]
         for identity in found:
             if identity.kind == "optimizer":
@@ -179,6 +181,41 @@ class Identities:
             if isinstance(defined, FUNCTIONS):
                 return self._factory_identity(defined, depth)
         return UNKNOWN
+
+    def _element_identity(self, container: ast.AST, depth: int) -> Identity:
+        """``opts["enc"]`` of ``opts = {"enc": Adam(...), "dec": SGD(...)}``: an optimizer when
+        every element of every literal bound to the container is one."""
+        values = self._assigned_values(container)
+        elements: list[ast.expr] = []
+        for value in values:
+            if isinstance(value, ast.Dict):
+                elements.extend(value.values)
+            elif isinstance(value, (ast.List, ast.Tuple)):
+                elements.extend(value.elts)
+            else:
+                return UNKNOWN
+        found = [self.classify_value(e, depth + 1) for e in elements]
+        if found and all(i.kind == "optimizer" for i in found):
+            return Identity("optimizer")
+        return UNKNOWN
+
+    def modules_of(self, node: ast.AST) -> set[str] | None:
+        """The modules whose ``X.parameters()`` an optimizer was built from (``Adam(
+        netD.parameters())`` -> ``{"netD"}``); None when that is not visible."""
+        out: set[str] = set()
+        values = [v for v in self._assigned_values(node) if isinstance(v, ast.Call)]
+        if not values:
+            return None
+        for value in values:
+            found = _parameter_owners(value)
+            for argument in arg_values(value):
+                if isinstance(argument, ast.Name):
+                    for bound in self._name_values(argument):
+                        found |= _parameter_owners(bound)
+            if not found:
+                return None
+            out |= found
+        return out
 
     def _defined_here(self, name: ast.Name) -> ast.AST | None:
         """The one ``def``/``class`` of this file that ``name`` is bound to, if that is all."""
@@ -329,6 +366,18 @@ class Identities:
             if keyword is not None:
                 values.append(keyword.value)
         return values
+
+
+def _parameter_owners(node: ast.AST) -> set[str]:
+    """``X`` of every ``X.parameters()``/``X.named_parameters()`` in ``node``."""
+    return {
+        owner
+        for n in ast.walk(node)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr in ("parameters", "named_parameters")
+        and (owner := dotted(n.func.value)) is not None
+    }
 
 
 def _flat_targets(target: ast.expr) -> list[ast.expr]:

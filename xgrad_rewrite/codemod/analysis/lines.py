@@ -74,13 +74,30 @@ def report(
         for note in plan.notes:
             line, column = finder.where(note.node)
             out.append(codes.diagnostic(note.code, lines.out(line), column, note.message))
+    at_slot: dict[tuple[int, bool], list[tuple[str, str]]] = {}
+    if planned.import_slot is not None:
+        at_slot[planned.import_slot.key()] = [("import", "")]
+    for call in planned.calls:
+        at_slot.setdefault(call.slot.key(), []).append((call.kind, call.optimizer))
+
+    def call_line(slot: Slot | None, kind: str, optimizer: str) -> int | None:
+        """The line of this optimizer's call at ``slot``: the slot's calls are written one a
+        line in plan order (all on one line when inline)."""
+        first = lines.inserted(slot)
+        if first is None or slot is None:
+            return first
+        if not slot.after and not finder.positions.starts_line(slot.item):
+            return first
+        group = at_slot.get(slot.key(), [])
+        return first + (group.index((kind, optimizer)) if (kind, optimizer) in group else 0)
+
     steps = tuple(
         StepReport(
             optimizer=plan.optimizer,
             backward_line=lines.out(finder.where(plan.backward)[0]),
             step_line=lines.out(finder.where(plan.step)[0]),
-            predict_line=lines.inserted(plan.predict),
-            restore_line=lines.inserted(plan.restore),
+            predict_line=call_line(plan.predict, "predict", plan.optimizer),
+            restore_line=call_line(plan.restore, "restore", plan.optimizer),
         )
         for plan in planned.plans
         if plan.predict is not None or plan.restore is not None
