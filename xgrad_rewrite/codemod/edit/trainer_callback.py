@@ -4,7 +4,7 @@
 ``lightning.pytorch.Trainer`` and ``pytorch_lightning.Trainer`` own their training step, so there
 is no backward/step pair to patch; their callback hooks do the predict/restore instead
 (:mod:`xgrad_rewrite.integrations`). Which call is a Trainer is decided by what the name was
-imported as (libcst's ``QualifiedNameProvider``), never by the name alone.
+imported as, never by the name alone, in one place: :mod:`..analysis.trainers`, on the ast.
 
 Byte-exact revert: an appended list element or keyword argument takes over the trailing comma
 and closing whitespace of the item before it, and revert hands them back; the import line takes
@@ -18,22 +18,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import libcst as cst
-from libcst.metadata import (
-    MetadataWrapper,
-    PositionProvider,
-    QualifiedNameProvider,
-    QualifiedNameSource,
-)
+from libcst.metadata import MetadataWrapper, PositionProvider
 
 from xgrad_rewrite.codemod import diagnostics as codes
 from xgrad_rewrite.codemod.analysis.calls import Insertion
+from xgrad_rewrite.codemod.analysis.find import Finder
 from xgrad_rewrite.codemod.analysis.imports import import_slot
 from xgrad_rewrite.codemod.analysis.trainers import (
     CALLBACK,
     HF,
     HF_CALLBACKS_POSITION,
     INTEGRATIONS,
-    TRAINERS,
+    trainer_calls,
 )
 from xgrad_rewrite.codemod.api import Diagnostic
 from xgrad_rewrite.codemod.edit.cstmap import locate
@@ -105,37 +101,32 @@ def _diagnostic(code: str, line: int, column: int, message: str) -> Diagnostic:
 
 
 def _find(wrapper: MetadataWrapper) -> _Found:
-    """Every Trainer call, with the integration module its callback comes from."""
-    finder = _TrainerFinder()
-    wrapper.visit(finder)
-    return _Found(finder.calls, finder.diagnostics)
+    """Every Trainer call, with the integration module its callback comes from.
 
-
-class _TrainerFinder(cst.CSTVisitor):
-    METADATA_DEPENDENCIES = (PositionProvider, QualifiedNameProvider)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[_Call] = []
-        self.diagnostics: list[Diagnostic] = []
-
-    def visit_Call(self, node: cst.Call) -> None:
-        qualified = {
-            q.name
-            for q in self.get_metadata(QualifiedNameProvider, node.func, set())
-            if q.source == QualifiedNameSource.IMPORT
-        }
-        integration = next((TRAINERS[q] for q in sorted(qualified) if q in TRAINERS), None)
-        if integration is None:
-            return
-        start = self.get_metadata(PositionProvider, node).start
-        call = _Call(node, integration, start.line, start.column)
-        if self.calls and integration != self.calls[0].integration:
-            first = self.calls[0].integration
+    Which call is a Trainer is decided once, on the ast (:func:`.trainers.trainer_calls`, the
+    same answer ``--check`` gives without libcst); here each is only found again as a libcst
+    node, by where it starts."""
+    code = wrapper.module.code
+    finder = Finder(ast.parse(code), code)
+    wanted = {finder.where(call): integration for call, integration in trainer_calls(finder)}
+    found = _Found([], [])
+    if not wanted:
+        return found
+    positions = wrapper.resolve(PositionProvider)
+    located = sorted(
+        (position.start.line, position.start.column, node)
+        for node, position in positions.items()
+        if isinstance(node, cst.Call) and (position.start.line, position.start.column) in wanted
+    )
+    for line, column, node in located:
+        call = _Call(node, wanted[(line, column)], line, column)  # type: ignore[arg-type]
+        if found.calls and call.integration != found.calls[0].integration:
+            first = found.calls[0].integration
             message = codes.message(MIXED_FRAMEWORKS, first=f"{first}.{CALLBACK}")
-            self.diagnostics.append(_diagnostic(MIXED_FRAMEWORKS, call.line, call.column, message))
-            return
-        self.calls.append(call)
+            found.diagnostics.append(_diagnostic(MIXED_FRAMEWORKS, line, column, message))
+            continue
+        found.calls.append(call)
+    return found
 
 
 def _name_taken(module: cst.Module, integration: str) -> bool:
