@@ -389,8 +389,9 @@ def cost_run(cfg: dict) -> dict:
     """Per-step time of base, XGrad-S1 and XGrad-S2 on the same model, in one process.
 
     Three identical models and optimizers; blocks of ``block`` steps, the order rotated every
-    round; the median block per variant. The ratio is what XGrad adds to a whole training step
-    (forward, backward, clip, step) of this model at this size.
+    round; the fastest block per variant (the least disturbed by other load on a shared machine;
+    the median is kept too). The ratio is what XGrad adds to a whole training step (forward,
+    backward, clip, step) of this model at this size.
     """
     torch, device = setup(cfg["device"])
     import xgrad_rewrite.runtime as xgrad
@@ -428,8 +429,9 @@ def cost_run(cfg: dict) -> dict:
             start = time.perf_counter()
             steps(s, cfg["block"])
             times[s].append((time.perf_counter() - start) / cfg["block"])
-    ms = {str(s): 1000 * statistics.median(t) for s, t in times.items()}
-    return dict(ms_per_step=ms)
+    ms = {str(s): 1000 * min(t) for s, t in times.items()}
+    median = {str(s): 1000 * statistics.median(t) for s, t in times.items()}
+    return dict(ms_per_step=ms, ms_per_step_median=median)
 
 
 def execute(cfg: dict) -> dict:
@@ -678,6 +680,7 @@ class Plan:
                 lr=DEFAULT_LR[t][o],
                 rounds=self.rounds,
                 block=self.block,
+                stat="min",
                 params=SIZES[self.size][t],
             )
             for t, o in self.pairs()
@@ -721,6 +724,9 @@ class Plan:
                     records = self.finals(task, opt, s, m) if m else []
                     ok = [r for r in records if not r["result"].get("diverged")]
                     stats = dict(n=len(ok), diverged=len(records) - len(ok), mult=m)
+                    if ok:  # a seed that ended far above the others (stuck or blown up)
+                        middle = statistics.median(r["result"]["valid"]["loss"] for r in ok)
+                        stats["failed"] = sum(r["result"]["valid"]["loss"] > 2 * middle for r in ok)
                     for metric in ("loss", "acc"):
                         values = [
                             r["result"]["test"][metric] for r in ok if metric in r["result"]["test"]
@@ -819,7 +825,9 @@ def report(ctx: dict, summary: dict) -> str:
         for s in ("0", "1", "2"):
             own = v[s]["own"]
             best = lr_text(v[s]["best_mult"], v[s].get("at_edge", False))
-            cells.append(f"{best}: {mean_sd(own.get('test_loss', []))}")
+            bad = own.get("failed", 0) + own.get("diverged", 0)
+            flag = f" ({bad} of {own['n'] + own['diverged']} seeds failed ‡)" if bad else ""
+            cells.append(f"{best}: {mean_sd(own.get('test_loss', []))}{flag}")
             if s == "0":
                 continue
             cells.append(f"{fmt_diff(own.get('diff_loss'))} {judge(own.get('diff_loss'))}")
@@ -827,7 +835,9 @@ def report(ctx: dict, summary: dict) -> str:
     lines += [
         "",
         "Best lr as a multiple of the default (listed under the sweep table); † = still at the "
-        "edge of the (extended) grid, so that variant might do better further out. Loss in "
+        "edge of the (extended) grid, so that variant might do better further out. ‡ = seeds "
+        "that diverged or ended at more than twice the median validation loss of the others "
+        "(diverged seeds are left out of the mean; ended-high ones are kept in). Loss in "
         "nats (per example for digits, per character for the language models).",
     ]
     digits_rows = [r for r in rows if r["task"] == "digits"]
@@ -1259,9 +1269,11 @@ def main(argv: list[str] | None = None) -> None:
     pool = InlinePool() if args.jobs == 0 else ProcessPoolExecutor(args.jobs, mp_context=context)
     before, finished = len(store.runs), False
     signal.signal(signal.SIGTERM, _terminate)  # a `kill` still records the session below
+    cost_pool = InlinePool() if args.jobs == 0 else ProcessPoolExecutor(1, mp_context=context)
     try:
+        with cost_pool:  # one process: no second run beside it on a 2-core machine
+            run_all(plan.costs(), store, cost_pool, "per-step cost")
         with pool:
-            run_all(plan.costs(), store, pool, "per-step cost")
             for task in args.tasks:  # task by task: a cut-short run leaves whole tasks done
                 while run_all(plan.sweep([task]), store, pool, f"{task}: lr sweep"):
                     pass  # again while the grid grows (a best at its edge)
