@@ -7,6 +7,8 @@ step, the predict and restore slots, or the diagnostic saying why not); :mod:`.p
 from __future__ import annotations
 
 import ast
+import bisect
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
 from xgrad_rewrite.codemod import diagnostics as codes
@@ -101,6 +103,7 @@ class Finder:
         self.bindings = Bindings(self.nav, scopes)
         self.modules = find_modules(self.collected.calls, self.collected.fors)
         self._helpers: dict[tuple[int, frozenset[str]], bool] = {}
+        self._grouped: dict[str, dict[int, list]] = {}  # type: ignore[type-arg]
 
     def code(self, node: ast.AST) -> str:
         return self.positions.segment(node)
@@ -178,33 +181,28 @@ class Finder:
         """
         owner = self.nav.scope_owner(backward.call)
         start = (backward.line, backward.column)
-        after = [
+        mine = self._by_owner(steps, "steps")[id(owner)] if steps else []
+        index = bisect.bisect_right(mine, start, key=lambda s: (s.line, s.column))
+        candidates = (
             s
-            for s in steps
-            if s.closure is None
-            and (s.line, s.column) > start
-            and self.nav.scope_owner(s.call) is owner
-            and self.ids.classify(s.optimizer).kind != "not"
-        ]
-        if not after:
-            return [], []
-        first = after[0]
-        loop = self.bound(backward.call, first.call)[0]
-        limit = min(
-            (
-                (b.line, b.column)
-                for b in backwards
-                if (b.line, b.column) > (first.line, first.column)
-                and self.nav.scope_owner(b.call) is owner
-            ),
-            default=None,
+            for s in mine[index:]
+            if s.closure is None and self.ids.classify(s.optimizer).kind != "not"
         )
-        group = [
-            s
-            for s in after
-            if (limit is None or (s.line, s.column) < limit)
-            and (loop is owner or loop in self.nav.ancestors(s.call))
-        ]
+        first = next(candidates, None)
+        if first is None:
+            return [], []
+        loop = self.bound(backward.call, first.call)[0]
+        later = self._by_owner(backwards, "backwards")[id(owner)]
+        at = bisect.bisect_right(
+            later, (first.line, first.column), key=lambda b: (b.line, b.column)
+        )
+        limit = (later[at].line, later[at].column) if at < len(later) else None
+        group = [first]
+        for s in candidates:
+            if limit is not None and (s.line, s.column) >= limit:
+                break
+            if loop is owner or loop in self.nav.ancestors(s.call):
+                group.append(s)
         proven = [
             s
             for s in group
@@ -216,6 +214,17 @@ class Finder:
         if len({self.code(s.optimizer) for s in group}) == 1:
             return group, []
         return [], group
+
+    def _by_owner(self, items: list, kind: str) -> dict[int, list]:  # type: ignore[type-arg]
+        """Steps (or backwards) by the function that holds them, in source order."""
+        if kind not in self._grouped:
+            grouped: dict[int, list] = defaultdict(list)  # type: ignore[type-arg]
+            for item in items:
+                grouped[id(self.nav.scope_owner(item.call))].append(item)
+            for group in grouped.values():
+                group.sort(key=lambda i: (i.line, i.column))
+            self._grouped[kind] = grouped
+        return self._grouped[kind]
 
     def helper_runs_forward(self, call: ast.Call, modules: Modules) -> bool | None:
         """For a call of a function or method defined in this file, whether its body may run a

@@ -58,6 +58,8 @@ class Identities:
         self._values: dict[int, Identity] = {}
         self._names: dict[tuple[int, str], Identity] = {}
         self._callers: dict[int, list[ast.Call]] = {}
+        self._modules: dict[tuple[int, str], set[str] | None] = {}
+        self._owners: dict[int, set[str]] = {}  # id(value) -> its X of X.parameters()
         self._collect_evidence()
 
     # -- keys: a dotted name within the function (or class, for self.*) it lives in -------------
@@ -202,19 +204,28 @@ class Identities:
     def modules_of(self, node: ast.AST) -> set[str] | None:
         """The modules whose ``X.parameters()`` an optimizer was built from (``Adam(
         netD.parameters())`` -> ``{"netD"}``); None when that is not visible."""
-        out: set[str] = set()
+        cache = self._cache_key(node)
+        if cache is not None and cache in self._modules:
+            return self._modules[cache]
+        out: set[str] | None = set()
         values = [v for v in self._assigned_values(node) if isinstance(v, ast.Call)]
         if not values:
-            return None
+            out = None
         for value in values:
-            found = _parameter_owners(value)
-            for argument in arg_values(value):
-                if isinstance(argument, ast.Name):
-                    for bound in self._name_values(argument):
-                        found |= _parameter_owners(bound)
-            if not found:
-                return None
+            if id(value) not in self._owners:
+                found = _parameter_owners(value)
+                for argument in arg_values(value):
+                    if isinstance(argument, ast.Name):
+                        for bound in self._name_values(argument):
+                            found |= _parameter_owners(bound)
+                self._owners[id(value)] = found
+            found = self._owners[id(value)]
+            if not found or out is None:
+                out = None
+                break
             out |= found
+        if cache is not None:
+            self._modules[cache] = out
         return out
 
     def _defined_here(self, name: ast.Name) -> ast.AST | None:
