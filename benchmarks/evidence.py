@@ -463,6 +463,14 @@ def train_cfg(size, device, task, opt, s, mult, seed) -> dict:
     )
 
 
+def long_cfg(cfg: dict, factor: int) -> dict:
+    """The same run ``factor`` times longer (steps, warmup; as many evaluation points)."""
+    params = dict(cfg["params"], steps=cfg["params"]["steps"] * factor)
+    if "warmup" in params:
+        params["warmup"] *= factor
+    return dict(cfg, params=params)
+
+
 class Store:
     """The JSON-lines results file: one line per finished run, keyed by its configuration."""
 
@@ -608,6 +616,8 @@ class Plan:
         self.mults, self.sweep_seeds, self.seeds = args.lr_mults, args.sweep_seeds, args.seeds
         self.rounds, self.block = args.cost_rounds, args.cost_block
         self.extend = args.extend
+        self.long_tasks, self.long_factor = args.long_tasks, args.long_factor
+        self.long_seeds = args.long_seeds
 
     def cfg(self, task, opt, s, mult, seed):
         return train_cfg(self.size, self.device, task, opt, s, mult, seed)
@@ -667,6 +677,21 @@ class Plan:
             for s in VARIANTS:
                 for mult in {self.best_mult(task, opt, s), base_mult} - {None}:
                     cfgs += [self.cfg(task, opt, s, mult, seed) for seed in self.seeds]
+        return cfgs
+
+    def long(self, tasks=None) -> list[dict]:
+        """The winners (each variant at its own best lr) trained ``--long-factor`` times longer."""
+        cfgs = []
+        for task, opt in self.pairs(tasks):
+            if task not in self.long_tasks:
+                continue
+            for s in VARIANTS:
+                mult = self.best_mult(task, opt, s)
+                if mult is not None:
+                    cfgs += [
+                        long_cfg(self.cfg(task, opt, s, mult, seed), self.long_factor)
+                        for seed in self.long_seeds
+                    ]
         return cfgs
 
     def costs(self) -> list[dict]:
@@ -751,8 +776,37 @@ class Plan:
                 if ms and entry["own"].get("steps_to_target") is not None:
                     entry["seconds_to_target"] = entry["own"]["steps_to_target"] * ms[str(s)] / 1000
                 row["variants"][str(s)] = entry
+            if task in self.long_tasks:
+                row["long"] = self.long_summary(task, opt)
             rows.append(row)
         return dict(rows=rows)
+
+
+def _long_summary(plan: Plan, task: str, opt: str) -> dict:
+    out = {"factor": plan.long_factor}
+    base_values = None
+    for s in VARIANTS:
+        mult = plan.best_mult(task, opt, s)
+        records = []
+        if mult is not None:
+            for seed in plan.long_seeds:
+                cfg = long_cfg(plan.cfg(task, opt, s, mult, seed), plan.long_factor)
+                if (record := plan.store.get(cfg)) is not None:
+                    records.append(record)
+        ok = [r for r in records if not r["result"].get("diverged")]
+        values = [r["result"]["test"]["loss"] for r in ok]
+        curve = mean_curve(records)
+        entry = dict(mult=mult, n=len(ok), diverged=len(records) - len(ok), test_loss=values,
+                     curve=curve, flat=flatness(curve))  # fmt: skip
+        if s == 0:
+            base_values = values
+        elif values and base_values:
+            entry["diff_loss"] = list(welch(base_values, values))
+        out[str(s)] = entry
+    return out
+
+
+Plan.long_summary = _long_summary
 
 
 def flatness(curve: list[tuple[int, float]]) -> float | None:
@@ -917,6 +971,37 @@ def report(ctx: dict, summary: dict) -> str:
             f"| {TITLES[row['task']].split(' (')[0]} | {NAMES[row['optimizer']]} "
             f"| step {curves[0][third][0]}: {early} | {final} |"
         )
+    long_rows = [r for r in rows if r.get("long")]
+    if long_rows:
+        factor = long_rows[0]["long"]["factor"]
+        lines += [
+            "",
+            f"## Longer training: the winners, {factor}x the steps",
+            "",
+            f"Each variant at the lr it won in the sweep, trained {factor} times longer (the "
+            "schedule stretched with it), to tell early speed from final quality where the "
+            "regular run had not flattened. Test loss; *flat*: drop of the validation loss over "
+            "the last quarter.",
+            "",
+            "| task | optimizer | base | XGrad-S1 | S1 − base [95 % CI] | XGrad-S2 "
+            "| S2 − base [95 % CI] | flat base / S1 / S2 |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in long_rows:
+            long = row["long"]
+            cells = [TITLES[row["task"]].split(" (")[0], NAMES[row["optimizer"]]]
+            for s in ("0", "1", "2"):
+                e = long[s]
+                cells.append(f"{lr_text(e['mult'])}: {mean_sd(e['test_loss'])} (n={e['n']})")
+                if s != "0":
+                    cells.append(f"{fmt_diff(e.get('diff_loss'))} {judge(e.get('diff_loss'))}")
+            cells.append(
+                " / ".join(
+                    "n/a" if long[s]["flat"] is None else f"{100 * long[s]['flat']:.1f} %"
+                    for s in ("0", "1", "2")
+                )
+            )
+            lines.append("| " + " | ".join(cells) + " |")
     suffix = ctx["suffix"]
     lines += [
         "",
@@ -1201,6 +1286,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="extend the lr grid by x2 up to this many times beyond an end where a best lies",
     )
+    parser.add_argument(
+        "--long-tasks",
+        default="gpt",
+        help="tasks whose winners are also trained --long-factor times longer ('' for none)",
+    )
+    parser.add_argument("--long-factor", type=int, default=4)
+    parser.add_argument("--long-seeds", default="0,1,2", help="seeds of the longer runs")
     parser.add_argument("--sweep-seeds", default="0", help="seeds per sweep point")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="seeds of the winners' reruns")
     parser.add_argument(
@@ -1226,6 +1318,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.size, args.optimizers, args.lr_mults = "quick", "adamw", "0.5,2"
         args.sweep_seeds, args.seeds, args.cost_rounds, args.cost_block = "0", "0,1", 2, 2
+        args.long_seeds, args.long_factor = "0,1", 2
         if args.out is None:
             import tempfile
 
@@ -1236,6 +1329,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.lr_mults = [float(m) for m in args.lr_mults.split(",")]
     args.sweep_seeds = [int(s) for s in args.sweep_seeds.split(",")]
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.long_tasks = [t for t in args.long_tasks.split(",") if t]
+    args.long_seeds = [int(s) for s in args.long_seeds.split(",")]
     for name, given, known in (
         ("--tasks", args.tasks, TASKS),
         ("--optimizers", args.optimizers, OPTIMIZERS),
@@ -1278,6 +1373,10 @@ def main(argv: list[str] | None = None) -> None:
                 while run_all(plan.sweep([task]), store, pool, f"{task}: lr sweep"):
                     pass  # again while the grid grows (a best at its edge)
                 run_all(plan.winners([task]), store, pool, f"{task}: winners x seeds")
+            for task in args.tasks:  # then the longer runs, last: they answer a second question
+                run_all(
+                    plan.long([task]), store, pool, f"{task}: winners, {plan.long_factor}x longer"
+                )
         finished = True
     finally:
         new = len(store.runs) - before

@@ -79,10 +79,14 @@ def test_quick_end_to_end_interrupted_then_resumed(tmp_path):
     assert {c["task"] for c in configs} == {"digits", "lstm", "gpt"}
     assert {c["s"] for c in configs if c["kind"] == "train"} == {0, 1, 2}
     assert sum(c["kind"] == "cost" for c in configs) == 3
+    # The transformer's winners again at 2x the steps (--quick's --long-factor), 2 seeds each.
+    longer = [c for c in configs if c["kind"] == "train" and c["params"]["steps"] == 32]
+    assert len(longer) == 3 * 2 and {c["task"] for c in longer} == {"gpt"}
     assert any(c["seed"] == 1 for c in configs if c["kind"] == "train")  # the winners' reruns
     report = (out / "evidence_quick_cpu.md").read_text()
     for heading in ("## Best against best", "## Time to target", "## Where the gain disappears",
-                    "## Learning-rate sweep", "## Did training flatten?", "## Sizes"):  # fmt: skip
+                    "## Learning-rate sweep", "## Did training flatten?", "## Sizes",
+                    "## Longer training: the winners, 2x the steps"):  # fmt: skip
         assert heading in report, heading
     assert "| char-level decoder-only transformer LM | AdamW |" in report
     assert "95 % CI" in report and "command: `python benchmarks/evidence.py --quick" in report
