@@ -37,6 +37,7 @@ MARKER = "xgrad"
 # The callback a framework's Trainer gets (``callbacks=[XGradCallback(s=N)]``), imported from
 # ``xgrad_rewrite.integrations.<framework>``; its edits live in ``edit/trainer_callback.py``.
 CALLBACK = "XGradCallback"
+INTEGRATIONS_PACKAGE = "xgrad_rewrite.integrations."
 
 Kind = Literal["predict", "restore", "fx"]
 
@@ -67,6 +68,38 @@ def callback_import_line(integration: str) -> str:
 
 def callback_call(s: float) -> str:
     return f"{CALLBACK}(s={format_s(s)})"
+
+
+def callback_s(node: ast.AST) -> float | None:
+    """``s`` of ``XGradCallback(s=<number>)``, exactly the shape :func:`callback_call` writes."""
+    if not (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == CALLBACK
+        and not node.args
+        and len(node.keywords) == 1
+        and node.keywords[0].arg == "s"
+    ):
+        return None
+    value = node.keywords[0].value
+    if isinstance(value, ast.Constant) and type(value.value) in (int, float):
+        return float(value.value)
+    return None
+
+
+def callback_import(statement: ast.stmt) -> str | None:
+    """``M`` for exactly ``from M import XGradCallback`` with ``M`` one of the integrations."""
+    if (
+        isinstance(statement, ast.ImportFrom)
+        and statement.level == 0
+        and statement.module is not None
+        and statement.module.startswith(INTEGRATIONS_PACKAGE)
+        and len(statement.names) == 1
+        and statement.names[0].name == CALLBACK
+        and statement.names[0].asname is None
+    ):
+        return statement.module
+    return None
 
 
 def call_prefix(kind: str, optimizer: str) -> str:
@@ -167,12 +200,15 @@ def written_s(tree: ast.Module) -> float | None:
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
+        callback = callback_s(node)
+        if callback is not None:
+            return callback
         func = node.func
         ours = (
             isinstance(func, ast.Attribute)
             and func.attr in ("predict", "predictive")
             and _root_name(func.value) in aliases
-        ) or (isinstance(func, ast.Name) and func.id == CALLBACK)
+        )
         if not ours:
             continue
         for keyword in node.keywords:
@@ -187,6 +223,15 @@ def _root_name(node: ast.AST) -> str | None:
     while isinstance(node, ast.Attribute):
         node = node.value
     return node.id if isinstance(node, ast.Name) else None
+
+
+def is_context_call(call: ast.Call) -> bool:
+    """``<anything>.predicted(...)`` or ``predicted(...)``: the runtime's context manager,
+    written by hand (under any alias: the script's own ``with xg.predicted(opt):`` counts)."""
+    func = call.func
+    if isinstance(func, ast.Attribute):
+        return func.attr == "predicted"
+    return isinstance(func, ast.Name) and func.id == "predicted"
 
 
 def hand_call(call: ast.Call, aliases: set[str]) -> str | None:
@@ -239,6 +284,33 @@ def cst_inserted_call(node: cst.CSTNode, aliases: set[str]) -> tuple[Kind, str] 
 def _small_code(code: str) -> str:
     """A small statement's own code without the ``; `` that joins it to the next one."""
     return code.strip().rstrip(";").rstrip()
+
+
+def cst_callback_s(node: cst.CSTNode) -> float | None:
+    """:func:`callback_s` of a libcst expression."""
+    import libcst as cst
+
+    if not (isinstance(node, cst.Call) and isinstance(node.func, cst.Name)):
+        return None
+    if node.func.value != CALLBACK:
+        return None
+    try:
+        parsed = ast.parse(cst.Module([]).code_for_node(node).strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    return callback_s(parsed)
+
+
+def cst_callback_import(statement: cst.CSTNode) -> str | None:
+    """:func:`callback_import` of a libcst statement line."""
+    import libcst as cst
+
+    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+        return None
+    if not isinstance(statement.body[0], cst.ImportFrom):
+        return None
+    parsed = _parse_small(cst.Module([]).code_for_node(statement.body[0]))
+    return callback_import(parsed) if parsed is not None else None
 
 
 def _parse_small(code: str) -> ast.stmt | None:

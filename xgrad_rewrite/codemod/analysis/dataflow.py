@@ -233,18 +233,16 @@ def _runs_module(call: ast.Call, modules: Modules) -> bool:
     target = dotted(call.func)
     if target is not None and target in modules.frozen:
         return False
-    if modules.is_module(target):
-        return True
+    if modules.is_module(target) or any(
+        modules.is_module(name := dotted(value)) and name not in modules.frozen
+        for value in arg_values(call)
+    ):
+        return True  # the module itself, or a helper it is handed to (`encode(enc, x)`)
     if modules.helpers is not None:
         verdict = modules.helpers(call, modules)
         if verdict is not None:
             return verdict
-    if not modules.trained:
-        return True
-    return modules.is_module(target) or any(
-        modules.is_module(name := dotted(value)) and name not in modules.frozen
-        for value in arg_values(call)
-    )
+    return not modules.trained
 
 
 def find_modules(calls: list[ast.Call], fors: list[ast.For | ast.AsyncFor]) -> Modules:

@@ -344,7 +344,7 @@ def _hand_predicted(finder: Finder, node: ast.AST) -> bool:
     """Inside ``with <runtime>.predicted(...):``, written by hand."""
     for ancestor in finder.nav.ancestors(node):
         if isinstance(ancestor, (ast.With, ast.AsyncWith)) and any(
-            isinstance(i.context_expr, ast.Call) and callee_name(i.context_expr) == "predicted"
+            isinstance(i.context_expr, ast.Call) and inserted.is_context_call(i.context_expr)
             for i in ancestor.items
         ):
             return True

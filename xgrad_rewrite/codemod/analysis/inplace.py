@@ -7,7 +7,7 @@ target state), by checking that the calls present are exactly the ones the analy
 on the line, with the text and next to the statement, where :mod:`.patch` would put it. Any
 doubt (a call moved, reformatted, missing or extra; a shape it does not check) returns None and
 the caller takes the full libcst path, so a wrong "unchanged" would need this check to accept a
-layout the patcher would not produce; ``tests/test_inplace.py`` compares the two on every
+layout the patcher would not produce; ``tests/codemod/test_inplace.py`` compares the two on every
 fixture and on perturbed copies of them.
 """
 

@@ -21,6 +21,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from xgrad_rewrite.codemod import diagnostics as codes
+from xgrad_rewrite.codemod import inserted
 from xgrad_rewrite.codemod.analysis.calls import Insertion
 from xgrad_rewrite.codemod.analysis.find import Finder
 from xgrad_rewrite.codemod.analysis.imports import import_slot
@@ -108,18 +109,27 @@ def _find(wrapper: MetadataWrapper) -> _Found:
     node, by where it starts."""
     code = wrapper.module.code
     finder = Finder(ast.parse(code), code)
-    wanted = {finder.where(call): integration for call, integration in trainer_calls(finder)}
+    wanted = {
+        finder.where(call): (integration, finder.code(call.func))
+        for call, integration in trainer_calls(finder)
+    }
     found = _Found([], [])
     if not wanted:
         return found
     positions = wrapper.resolve(PositionProvider)
+    code_of = cst.Module([]).code_for_node
     located = sorted(
-        (position.start.line, position.start.column, node)
-        for node, position in positions.items()
-        if isinstance(node, cst.Call) and (position.start.line, position.start.column) in wanted
+        (
+            (position.start.line, position.start.column, node)
+            for node, position in positions.items()
+            if isinstance(node, cst.Call)
+            and (where := (position.start.line, position.start.column)) in wanted
+            and code_of(node.func) == wanted[where][1]  # not `Trainer(...).train()` around it
+        ),
+        key=lambda item: (item[0], item[1]),
     )
     for line, column, node in located:
-        call = _Call(node, wanted[(line, column)], line, column)  # type: ignore[arg-type]
+        call = _Call(node, wanted[(line, column)][0], line, column)  # type: ignore[arg-type]
         if found.calls and call.integration != found.calls[0].integration:
             first = found.calls[0].integration
             message = codes.message(MIXED_FRAMEWORKS, first=f"{first}.{CALLBACK}")
@@ -202,10 +212,7 @@ def _nodes(tree: cst.CSTNode, kinds: tuple[type[cst.CSTNode], ...]) -> list[cst.
 
 def _is_ours(node: cst.BaseExpression) -> bool:
     """``XGradCallback(s=<number>)``, the exact shape this module writes."""
-    if not (isinstance(node, cst.Call) and _is_name(node.func, CALLBACK) and len(node.args) == 1):
-        return False
-    arg = node.args[0]
-    return _is_name(arg.keyword, "s") and isinstance(arg.value, (cst.Integer, cst.Float))
+    return inserted.cst_callback_s(node) is not None
 
 
 def _with_s(element: cst.Element, s: str) -> cst.Element:
@@ -221,7 +228,7 @@ def _with_s(element: cst.Element, s: str) -> cst.Element:
 
 
 def _callback(s: str) -> cst.Call:
-    expression = cst.parse_expression(f"{CALLBACK}(s={s})")
+    expression = cst.parse_expression(inserted.callback_call(float(s)))
     assert isinstance(expression, cst.Call)
     return expression
 
@@ -476,16 +483,4 @@ def _revert(module: cst.Module) -> cst.Module:
 
 def _is_our_import(statement: cst.CSTNode) -> bool:
     """A line that is exactly ``from xgrad_rewrite.integrations.X import XGradCallback``."""
-    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
-        return False
-    node = statement.body[0]
-    if not isinstance(node, cst.ImportFrom) or node.module is None or node.relative:
-        return False
-    if isinstance(node.names, cst.ImportStar) or len(node.names) != 1:
-        return False
-    alias = node.names[0]
-    return (
-        cst.Module([]).code_for_node(node.module) in INTEGRATIONS
-        and alias.evaluated_name == CALLBACK
-        and alias.asname is None
-    )
+    return inserted.cst_callback_import(statement) in INTEGRATIONS

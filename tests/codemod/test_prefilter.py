@@ -17,7 +17,7 @@ from xgrad_rewrite.codemod import Options, ParseError, rewrite, transform
 from xgrad_rewrite.codemod.prefilter import could_change
 
 EXE = pathlib.Path(sys.executable).with_name("xgrad-rewrite")
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 PLAIN = textwrap.dedent(
     '''\

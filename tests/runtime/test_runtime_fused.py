@@ -357,7 +357,7 @@ def test_inductor_cpu_kernel_matches_foreach(monkeypatch):
     _compiled_matches_foreach("cpu", monkeypatch)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_cuda_kernel_matches_foreach(monkeypatch, dtype):
     _compiled_matches_foreach("cuda", monkeypatch, dtype)

@@ -6,9 +6,11 @@ import socket
 
 import pytest
 import torch
-from fx_models import assert_same, batches, pair, train_eager, train_fx
+from support.fx_models import assert_same, batches, pair, train_eager, train_fx
 
 import xgrad_rewrite.fx as xfx
+
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
 dist = pytest.importorskip("torch.distributed")
 if not dist.is_available() or not dist.is_gloo_available():

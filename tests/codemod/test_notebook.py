@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.fake_codemod import fake_rewrite
 
 import xgrad_rewrite.codemod
 from xgrad_rewrite.cli import main
@@ -26,11 +26,8 @@ from xgrad_rewrite.codemod.notebook import (
     rewrite_notebook,
 )
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from _fake_codemod import fake_rewrite  # noqa: E402
-
 IMPORT_LINE = inserted.import_line(inserted.ALIAS)
-FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "notebooks"
+FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "notebooks"
 NAMES = sorted(p.name[: -len(".in.ipynb")] for p in FIXTURES.glob("*.in.ipynb"))
 
 

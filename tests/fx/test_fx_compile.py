@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fx_models import assert_same, batches, run_both
+from support.fx_models import assert_same, batches, run_both
 
 pytest.importorskip("torch._dynamo")
 from torch._dynamo.testing import CompileCounterWithBackend  # noqa: E402

@@ -15,7 +15,9 @@ import torch
 
 from xgrad_rewrite.runtime import fused
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from xgrad_rewrite.codemod.edit.trainer_callback import add_trainer_callbacks
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ["hf_trainer", "lightning_trainer"]
 HF_IMPORT = "from xgrad_rewrite.integrations.transformers import XGradCallback\n"
 

@@ -9,8 +9,8 @@ import ast
 import itertools
 
 import pytest
+from support import FIXTURES
 
-from tests.test_fixtures import FIXTURES
 from xgrad_rewrite.codemod import Options
 from xgrad_rewrite.codemod.transform import _callbacks_only, _rewrite_with_libcst
 

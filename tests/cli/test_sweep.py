@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from xgrad_rewrite.sweep import last_match, main, parse_s_values
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 METRIC = r"accuracy: ([\d.]+)"
 
 # Stands in for a patched training script: its "accuracy" depends on XGRAD_S, and --fail-at

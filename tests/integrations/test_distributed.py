@@ -20,6 +20,8 @@ import torch.multiprocessing as mp  # noqa: E402
 
 import xgrad_rewrite.runtime as xgrad  # noqa: E402
 
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]
+
 WORLD, GLOBAL_BATCH, STEPS, S = 2, 8, 5, 2
 OPTIMIZERS = {
     "sgdm": lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-3),

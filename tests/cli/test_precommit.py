@@ -24,10 +24,11 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_cli import TRAIN  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 PRE_COMMIT = pathlib.Path(sys.executable).with_name("pre-commit")
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(shutil.which("git") is None, reason="needs git"),
     pytest.mark.skipif(not PRE_COMMIT.exists(), reason="needs pre-commit (the test extra)"),
 ]

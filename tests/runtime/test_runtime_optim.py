@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-import reference_xgrad as ref
+import support.reference_xgrad as ref
 import torch
 
 from xgrad_rewrite.optim import AdaBelief, AdaM3
@@ -90,7 +90,7 @@ def test_invalid_hyperparameters():
             AdaBelief(p, **bad)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 @pytest.mark.parametrize("cls", [AdaBelief, AdaM3])
 def test_cuda_foreach_matches_cpu(cls):
     cpu = [p.requires_grad_() for p in params()]

@@ -12,8 +12,9 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import FIXTURES
+from support.golden import NAMES, options_for, read
 
-from tests.test_fixtures import FIXTURES, NAMES, options_for, read
 from xgrad_rewrite.codemod import Options, rewrite
 from xgrad_rewrite.codemod.analysis.inplace import in_place
 from xgrad_rewrite.codemod.transform import _rewrite_with_libcst

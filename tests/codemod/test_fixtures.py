@@ -9,23 +9,18 @@ encoding cookie so CRLF, latin-1 and trailing whitespace survive.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import subprocess
 import sys
-import tokenize
 from pathlib import Path
 
 import pytest
+from support import FIXTURES, ROOT
+from support.golden import NAMES, expected_diagnostics, format_diagnostics, options_for, read
 
-from xgrad_rewrite.codemod import Diagnostic, Options, ParseError, rewrite
-
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "fixtures"
-NAMES = sorted(p.name.removesuffix(".in.py") for p in FIXTURES.glob("*.in.py"))
-
+from xgrad_rewrite.codemod import Options, ParseError, rewrite
 
 # Fixtures that train on synthetic data on a CPU in seconds; run for real after patching.
 # Value: whether the script evaluates under torch.no_grad() (checked to run on θt).
@@ -57,33 +52,6 @@ SHAPES = sorted(n for n in NAMES if n.startswith("shape_"))
 # --mode fx fixtures: run for real; the model's forward must be the FX path's, with no eager calls.
 # Value: the model's class (torch.fx tracing itself calls the leaf modules once, unpredicted).
 FX_RUNNABLE = {"fx_mode_cnn": "Sequential", "fx_mode_mlp": "MLP"}
-
-
-def read(path: Path) -> tuple[str, str]:
-    raw = path.read_bytes()
-    encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
-    return raw.decode(encoding), encoding
-
-
-def options_for(name: str) -> Options:
-    path = FIXTURES / f"{name}.options.json"
-    if not path.exists():
-        return Options()
-    data = json.loads(path.read_text())
-    if "optimizers" in data:
-        data["optimizers"] = tuple(data["optimizers"])
-    return Options(**data)
-
-
-def format_diagnostics(diagnostics: tuple[Diagnostic, ...]) -> str:
-    """One ``LINE:COL: CODE message`` line each, as ``NAME.diagnostics.txt`` holds them."""
-    return "".join(f"{d.line}:{d.column}: {d.code} {d.message}\n" for d in diagnostics)
-
-
-def expected_diagnostics(name: str) -> str:
-    """The notes a fixture must produce (line numbers in the output); none without the file."""
-    path = FIXTURES / f"{name}.diagnostics.txt"
-    return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
 def test_enough_fixtures() -> None:
@@ -153,7 +121,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("runs") / "runs.json"
     scripts = [str(FIXTURES / f"{n}.out.py") for n in (*RUNNABLE, *FX_RUNNABLE, *SHAPES)]
     scripts.append(str(FIXTURES / "plain_adam_regression.in.py"))
-    harness = ROOT / "tests" / "fixture_harness.py"
+    harness = ROOT / "tests" / "support" / "fixture_harness.py"
     subprocess.run(
         [sys.executable, str(harness), str(out), *scripts],
         check=True,
@@ -255,7 +223,7 @@ def disabled_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[d
     env = {**os.environ, "XGRAD_DISABLE": "1"}
     env.pop("XGRAD_VERIFY", None)
     cwd = tmp_path_factory.mktemp("disabled")
-    runner = ROOT / "tests" / "run_scripts.py"
+    runner = ROOT / "tests" / "support" / "run_scripts.py"
     jobs = {}
     for suffix in ("in", "out"):
         scripts = [str(FIXTURES / f"{n}.{suffix}.py") for n in names]

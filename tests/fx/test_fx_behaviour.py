@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from fx_models import CNN, assert_same, batches, pair, train_eager, train_fx
+from support.fx_models import CNN, assert_same, batches, pair, train_eager, train_fx
 from torch import nn
 
 import xgrad_rewrite.fx as xfx

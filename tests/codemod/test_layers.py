@@ -7,7 +7,7 @@ import pathlib
 import subprocess
 import sys
 
-CODEMOD = pathlib.Path(__file__).resolve().parent.parent / "xgrad_rewrite" / "codemod"
+CODEMOD = pathlib.Path(__file__).resolve().parents[2] / "xgrad_rewrite" / "codemod"
 
 
 def _imported_modules(path: pathlib.Path) -> set[str]:

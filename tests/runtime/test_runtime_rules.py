@@ -1,9 +1,10 @@
-"""Every Table I rule and option against the plain-tensor reference in tests/reference_xgrad.py."""
+"""Every Table I rule and option against the plain-tensor reference in
+tests/support/reference_xgrad.py."""
 
 from __future__ import annotations
 
 import pytest
-import reference_xgrad as ref
+import support.reference_xgrad as ref
 import torch
 
 import xgrad_rewrite.runtime as xg

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fx_models import (
+from support.fx_models import (
     MODELS,
     OPTIMIZERS,
     assert_same,

@@ -23,7 +23,7 @@ from torch import nn  # noqa: E402
 import xgrad_rewrite.runtime as xgrad  # noqa: E402
 from xgrad_rewrite.runtime import verify  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FORWARD, STEP, NO_GRAD = (
     verify.UNPREDICTED_FORWARD,
     verify.UNPREDICTED_STEP,

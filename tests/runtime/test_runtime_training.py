@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-import reference_xgrad as ref
+import support.reference_xgrad as ref
 import torch
 
 import xgrad_rewrite.runtime as xg

@@ -1,7 +1,7 @@
 """The ``xgrad-rewrite`` command: every option and exit code (click's CliRunner), and the real
 installed command in a subprocess.
 
-Tests of pure CLI mechanics swap in ``tests/_fake_codemod.py`` so they pin the CLI, not the
+Tests of pure CLI mechanics swap in ``tests/support/fake_codemod.py`` so they pin the CLI, not the
 codemod's placement choices; the end-to-end tests run the real codemod.
 """
 
@@ -15,16 +15,14 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from support.fake_codemod import fake_rewrite
 
 import xgrad_rewrite.codemod
 from xgrad_rewrite import __version__
 from xgrad_rewrite.cli import main
 from xgrad_rewrite.codemod.api import Diagnostic, Options, Result, StepReport
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from _fake_codemod import fake_rewrite  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXE = pathlib.Path(sys.executable).with_name("xgrad-rewrite")
 
 TRAIN = """\

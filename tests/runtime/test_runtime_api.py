@@ -7,7 +7,7 @@ import gc
 import weakref
 
 import pytest
-import reference_xgrad as ref
+import support.reference_xgrad as ref
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -327,7 +327,7 @@ def test_restore_is_bit_exact_property(values, grads, s, lr, dtype, cls):
     assert torch.equal(p.detach().view(bits.dtype), bits)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 @pytest.mark.parametrize(
     ("cls", "kwargs"),
     [

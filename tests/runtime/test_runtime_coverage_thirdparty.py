@@ -1,6 +1,6 @@
 """Optimizers outside torch (lion-pytorch, timm, transformers, bitsandbytes), registered
-lazily; each against the independent reference in tests/reference_coverage.py. Tests of a package
-that is not installed are skipped."""
+lazily; each against the independent reference in tests/support/reference_coverage.py. Tests
+of a package that is not installed are skipped."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-import reference_coverage as ref
+import support.reference_coverage as ref
 import torch
 from test_runtime_coverage import run_case as run_reference_case
 

@@ -1,5 +1,5 @@
 """Rules for Adadelta, ASGD, Rprop, Adafactor, Muon and SparseAdam against the
-independent reference in tests/reference_coverage.py; exactness claims; restore bit-exact;
+independent reference in tests/support/reference_coverage.py; exactness claims; restore bit-exact;
 the unknown-class error; the patched digits example trained with Adadelta."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import reference_coverage as ref
+import support.reference_coverage as ref
 import torch
 
 import xgrad_rewrite.runtime as xg
@@ -20,7 +20,7 @@ from xgrad_rewrite.runtime.registry import register_builtin
 from xgrad_rewrite.runtime.rules.rprop import rprop_rule
 
 optim = torch.optim
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VECTORS = [(3, 4), (5,), (2, 3, 4), (2, 2)]  # the last one never gets a gradient
 MATRICES = [(3, 4), (6, 2), (4, 4), (2, 2)]
 
