@@ -40,6 +40,7 @@ UNBOUND = "XG111"
 NO_GRAD_ON_PREDICTED = "XG112"
 NOT_PROVEN = "XG113"
 BESIDE_OPTIMIZER = "XG114"
+STEP_WITHOUT_BACKWARD = "XG115"
 TRAINER_STARRED_ARGS = "XG201"
 TRAINER_NOT_A_LIST = "XG202"
 TRAINER_NAME_TAKEN = "XG203"
@@ -149,6 +150,13 @@ CODES: dict[str, Code] = {
             "to be one (a scheduler, a sampler?); not patched",
             "a `.step()` beside a proven optimizer's that is not shown to be an optimizer's; not "
             "patched",
+        ),
+        Code(
+            STEP_WITHOUT_BACKWARD,
+            "warning",
+            "{optimizer}.step() has no backward before it in this function (the backward is in "
+            "another function, or inside a closure); not patched",
+            "an optimizer steps with no backward before it in the same function; not patched",
         ),
         Code(
             TRAINER_STARRED_ARGS,

@@ -317,6 +317,14 @@ def find(finder: Finder, options: Options) -> list[Plan]:
             plans.append(_skipped(name, step.backwards[0].call, step.call, codes.MANUAL, message))
         elif step.backwards:
             plans.append(_step_plan(finder, step, name, identity, options))
+        elif (
+            identity.kind == "optimizer"
+            and id(step) not in unproven
+            and (id(finder.nav.scope_owner(step.call)), name) not in manual
+            and not _hand_predicted(finder, step.call)
+        ):
+            message = codes.message(codes.STEP_WITHOUT_BACKWARD, optimizer=name)
+            plans.append(_skipped(name, step.call, step.call, codes.STEP_WITHOUT_BACKWARD, message))
 
     plans.extend(_wrapper_plans(finder, plans, options))
     plans.sort(key=lambda p: (finder.where(p.step), finder.where(p.backward)))
