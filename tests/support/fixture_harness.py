@@ -12,15 +12,12 @@ Usage: python fixture_harness.py OUT.json SCRIPT...
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import runpy
 import sys
-import traceback
 import weakref
 
 import torch
+from run_scripts import run as run_script  # beside this file (sys.path[0] when run by path)
 
 import xgrad_rewrite.runtime as xgrad
 from xgrad_rewrite.runtime import verify
@@ -83,19 +80,7 @@ def _counting_predict(optimizer, *args, **kwargs):  # type: ignore[no-untyped-de
 def run(script: str) -> dict:
     state.update(depth=0, records=[], predict_calls=0, moved=0)
     verify.reset()
-    error = None
-    argv = sys.argv
-    sys.argv = [script]
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            runpy.run_path(script, run_name="__main__")
-    except SystemExit as exit_:
-        if exit_.code not in (None, 0):
-            error = f"SystemExit({exit_.code})"
-    except Exception:  # noqa: BLE001 - reported to the test
-        error = traceback.format_exc(limit=-3)
-    finally:
-        sys.argv = argv
+    error = run_script(script)["error"]
     findings = [f.as_dict() for f in verify.report()]
     result = {key: state[key] for key in ("records", "predict_calls", "moved")}
     return result | {"error": error, "findings": findings}
