@@ -390,8 +390,10 @@ def cost_run(cfg: dict) -> dict:
 
     Three identical models and optimizers; blocks of ``block`` steps, the order rotated every
     round; the fastest block per variant (the least disturbed by other load on a shared machine;
-    the median is kept too). The ratio is what XGrad adds to a whole training step (forward,
-    backward, clip, step) of this model at this size.
+    the median is kept too). On the CPU a block is timed by this process's CPU time (one torch
+    thread: the work done, which other processes on a shared machine barely change); on a GPU
+    by wall-clock time after a synchronize. The ratio is what XGrad adds to a whole training
+    step (forward, backward, clip, step) of this model at this size.
     """
     torch, device = setup(cfg["device"])
     import xgrad_rewrite.runtime as xgrad
@@ -420,15 +422,16 @@ def cost_run(cfg: dict) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    clock = time.process_time if cfg.get("clock") == "process" else time.perf_counter
     for s in VARIANTS:
         steps(s, 3)  # warm-up; also gives every optimizer its state
     times: dict[int, list[float]] = {s: [] for s in VARIANTS}
     for r in range(cfg["rounds"]):
         order = VARIANTS[r % 3 :] + VARIANTS[: r % 3]
         for s in order if r % 2 == 0 else order[::-1]:
-            start = time.perf_counter()
+            start = clock()
             steps(s, cfg["block"])
-            times[s].append((time.perf_counter() - start) / cfg["block"])
+            times[s].append((clock() - start) / cfg["block"])
     ms = {str(s): 1000 * min(t) for s, t in times.items()}
     median = {str(s): 1000 * statistics.median(t) for s, t in times.items()}
     return dict(ms_per_step=ms, ms_per_step_median=median)
@@ -706,6 +709,7 @@ class Plan:
                 rounds=self.rounds,
                 block=self.block,
                 stat="min",
+                clock="process" if self.device == "cpu" else "wall",
                 params=SIZES[self.size][t],
             )
             for t, o in self.pairs()
@@ -921,8 +925,10 @@ def report(ctx: dict, summary: dict) -> str:
         "Target: the base's best validation loss (the minimum of its seed-mean validation curve, "
         "at its own best lr). *Steps*: the first step at which each variant's seed-mean "
         "validation curve reaches it (interpolated between evaluation points). *ms/step*: one "
-        "whole training step of this model, base and XGrad measured side by side in one process "
-        "(interleaved blocks, median). *Time*: steps x ms/step.",
+        "whole training step of this model (forward, backward, clip, step), base and XGrad "
+        "measured side by side in one process (interleaved blocks of steps, the fastest block; "
+        "on the CPU the process's CPU time, one thread). *Time*: steps x ms/step; *speed-up*: "
+        "the base's time over XGrad's.",
         "",
         "| task | optimizer | target | base: steps, time | XGrad-S1: steps, time (speed-up) "
         "| XGrad-S2: steps, time (speed-up) | ms/step base / S1 / S2 |",
@@ -1298,7 +1304,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "-j", "--jobs", type=int, default=2, help="worker processes (0: run in this process)"
     )
-    parser.add_argument("--cost-rounds", type=int, default=12)
+    parser.add_argument("--cost-rounds", type=int, default=20)
     parser.add_argument("--cost-block", type=int, default=10)
     parser.add_argument(
         "--quick",
