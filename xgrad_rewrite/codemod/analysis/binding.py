@@ -36,8 +36,42 @@ class Bindings:
         self.scopes = scopes
 
     def unbound(self, expr: ast.AST, item: ast.stmt) -> str | None:
-        """The first name of ``expr`` that may be unbound at ``item``, else None."""
-        return next((n for n in names_read(expr) if not self.bound_at(n, item)), None)
+        """The first name of ``expr`` that may be unbound at ``item`` (``self.x`` included),
+        else None."""
+        name = next((n for n in names_read(expr) if not self.bound_at(n, item)), None)
+        if name is not None:
+            return name
+        for node in ast.walk(expr):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "self"
+                and not self._attribute_set(node.attr, item)
+            ):
+                return f"self.{node.attr}"
+        return None
+
+    def _attribute_set(self, attr: str, item: ast.stmt) -> bool:
+        """``self.attr`` is set by the time ``item`` runs: some method of the class sets it at
+        the top level of its body (``__init__``, a ``setup`` called first), not only under a
+        condition (``if self.use_opt: self.optimizer = ...``)."""
+        cls = self.nav.enclosing(item, (ast.ClassDef,))
+        if not isinstance(cls, ast.ClassDef):
+            return True  # not a method: nothing to say about this `self`
+        assigned = False
+        for method in cls.body:
+            if not isinstance(method, FUNCTIONS):
+                continue
+            for node in ast.walk(method):
+                targets = _attribute_targets(node)
+                if not any(_is_self_attribute(t, attr) for t in targets):
+                    continue
+                assigned = True
+                if node in method.body or (
+                    isinstance(node, ast.stmt) and self._unconditional_in(node, method)
+                ):
+                    return True
+        return not assigned  # set nowhere here: a base class or the caller sets it
 
     def bound_at(self, name: str, item: ast.stmt) -> bool:
         current: ast.stmt = item
@@ -61,6 +95,16 @@ class Bindings:
                 return False
             current, block = up
 
+    def _unconditional_in(self, statement: ast.stmt, method: ast.AST) -> bool:
+        """Whether ``statement`` runs whenever ``method`` runs to its end (only ``with`` blocks
+        between them)."""
+        current: ast.AST | None = self.nav.parent(statement)
+        while current is not None and current is not method:
+            if not isinstance(current, (ast.With, ast.AsyncWith)):
+                return False
+            current = self.nav.parent(current)
+        return current is method
+
     def _function_reads(self, function: ast.AST, name: str) -> bool:
         """``name`` read in ``function`` before any local binding of it."""
         assert isinstance(function, FUNCTIONS)
@@ -83,6 +127,29 @@ class Bindings:
         if isinstance(scope, FUNCTIONS) and any(a.arg == name for a in scope.args.args):
             return True
         return any(binds(statement, name) for statement in body)
+
+
+def _attribute_targets(node: ast.AST) -> list[ast.expr]:
+    if isinstance(node, ast.Assign):
+        return [e for t in node.targets for e in _flat(t)]
+    if isinstance(node, (ast.AnnAssign, ast.AugAssign)) and getattr(node, "value", None):
+        return _flat(node.target)
+    return []
+
+
+def _flat(target: ast.expr) -> list[ast.expr]:
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [e for element in target.elts for e in _flat(element)]
+    return [target.value if isinstance(target, ast.Starred) else target]
+
+
+def _is_self_attribute(target: ast.expr, attr: str) -> bool:
+    return (
+        isinstance(target, ast.Attribute)
+        and target.attr == attr
+        and isinstance(target.value, ast.Name)
+        and target.value.id == "self"
+    )
 
 
 def binds(statement: ast.stmt, name: str) -> bool:
