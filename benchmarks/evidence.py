@@ -620,6 +620,7 @@ class Plan:
         self.rounds, self.block = args.cost_rounds, args.cost_block
         self.extend = args.extend
         self.long_tasks, self.long_factor = args.long_tasks, args.long_factor
+        self.long_optimizers = args.long_optimizers
         self.long_seeds = args.long_seeds
 
     def cfg(self, task, opt, s, mult, seed):
@@ -686,7 +687,7 @@ class Plan:
         """The winners (each variant at its own best lr) trained ``--long-factor`` times longer."""
         cfgs = []
         for task, opt in self.pairs(tasks):
-            if task not in self.long_tasks:
+            if task not in self.long_tasks or opt not in self.long_optimizers:
                 continue
             for s in VARIANTS:
                 mult = self.best_mult(task, opt, s)
@@ -780,7 +781,7 @@ class Plan:
                 if ms and entry["own"].get("steps_to_target") is not None:
                     entry["seconds_to_target"] = entry["own"]["steps_to_target"] * ms[str(s)] / 1000
                 row["variants"][str(s)] = entry
-            if task in self.long_tasks:
+            if task in self.long_tasks and opt in self.long_optimizers:
                 row["long"] = self.long_summary(task, opt)
             rows.append(row)
         return dict(rows=rows)
@@ -1297,6 +1298,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="gpt",
         help="tasks whose winners are also trained --long-factor times longer ('' for none)",
     )
+    parser.add_argument("--long-optimizers", default="adamw", help="optimizers of the longer runs")
     parser.add_argument("--long-factor", type=int, default=4)
     parser.add_argument("--long-seeds", default="0,1,2", help="seeds of the longer runs")
     parser.add_argument("--sweep-seeds", default="0", help="seeds per sweep point")
@@ -1336,6 +1338,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.sweep_seeds = [int(s) for s in args.sweep_seeds.split(",")]
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.long_tasks = [t for t in args.long_tasks.split(",") if t]
+    args.long_optimizers = [o for o in args.long_optimizers.split(",") if o]
     args.long_seeds = [int(s) for s in args.long_seeds.split(",")]
     for name, given, known in (
         ("--tasks", args.tasks, TASKS),
