@@ -30,6 +30,8 @@ from hypothesis import strategies as st
 
 from xgrad_rewrite.codemod import Options, rewrite
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("torch")
 
 # -- the runner: one process per example ------------------------------------------------------
@@ -587,8 +589,6 @@ def test_helper_given_the_module_runs_under_prediction(runner: Runner) -> None:
 
 SELF_OPTIMIZER_BOUND_CONDITIONALLY = """\
 import torch
-
-pytestmark = pytest.mark.slow
 
 model = torch.nn.Linear(4, 1)
 

@@ -41,6 +41,7 @@ NO_GRAD_ON_PREDICTED = "XG112"
 NOT_PROVEN = "XG113"
 BESIDE_OPTIMIZER = "XG114"
 STEP_WITHOUT_BACKWARD = "XG115"
+STORED_OUTPUTS = "XG116"
 TRAINER_STARRED_ARGS = "XG201"
 TRAINER_NOT_A_LIST = "XG202"
 TRAINER_NAME_TAKEN = "XG203"
@@ -157,6 +158,15 @@ CODES: dict[str, Code] = {
             "{optimizer}.step() has no backward before it in this function (the backward is in "
             "another function, or inside a closure); not patched",
             "an optimizer steps with no backward before it in the same function; not patched",
+        ),
+        Code(
+            STORED_OUTPUTS,
+            "warning",
+            "the loss of {optimizer}.step() reads `{stored}`, filled at line {line} by code "
+            "outside this loop (forwards stored for later, as in REINFORCE); predict cannot go "
+            "before those forwards, not patched",
+            "the loss reads outputs stored by forwards elsewhere (`policy.saved_log_probs`, "
+            "`self.data`); loop not patched",
         ),
         Code(
             TRAINER_STARRED_ARGS,

@@ -326,11 +326,39 @@ def predict_item(
     bound: Block,
     modules: Modules,
     loss_runs_forward: bool = False,
+    rest: set[str] | None = None,
 ) -> ast.stmt | None:
     """The earliest forward the loss depends on, walking back from the backward through its
-    block and the enclosing blocks up to ``bound`` (the body of the loop that repeats the step)."""
+    block and the enclosing blocks up to ``bound`` (the body of the loop that repeats the step).
+    ``rest``, when given, receives the names the loss still needs from before that walk (with
+    the iterable of the loop whose targets it reads): where its graph may come from outside."""
     item, block = start
     needed = set(needed)
+    result = _walk_back(nav, item, block, needed, bound, modules, loss_runs_forward)
+    if rest is not None:
+        rest |= needed
+        owner = bound[0]
+        if isinstance(owner, (ast.For, ast.AsyncFor)) and satisfies(defs_of_target(owner), needed):
+            rest |= uses(owner.iter)
+    return result
+
+
+def defs_of_target(loop: ast.For | ast.AsyncFor) -> set[str]:
+    names: set[str] = set()
+    _target_names(loop.target, names)
+    return names
+
+
+def _walk_back(
+    nav: Navigator,
+    item: ast.stmt,
+    block: Block,
+    needed: set[str],
+    bound: Block,
+    modules: Modules,
+    loss_runs_forward: bool,
+) -> ast.stmt | None:
+    """:func:`predict_item`'s walk; ``needed`` is updated in place."""
     # `F.cross_entropy(model(x), y).backward()`: the forward is in the backward's own statement.
     best: ast.stmt | None = item if loss_runs_forward else None
     while True:
@@ -338,7 +366,8 @@ def predict_item(
         index = next(i for i, it in enumerate(items) if it is item)
         for earlier in reversed(items[:index]):
             if satisfies(defs(earlier), needed):
-                needed = {n for n in needed if not satisfies(kills(earlier), {n})}
+                killed = {n for n in needed if satisfies(kills(earlier), {n})}
+                needed -= killed
                 needed |= reads(earlier)
                 if is_forward(earlier, modules):
                     best = earlier
@@ -347,6 +376,12 @@ def predict_item(
         owner = nav.owner_item(block)
         if owner is None or isinstance(owner[0], (*FUNCTIONS, ast.ClassDef)):
             return best
+        loop = owner[0]
+        if isinstance(loop, (ast.For, ast.AsyncFor)) and block == (loop, "body"):
+            targets = defs_of_target(loop)
+            if satisfies(targets, needed):  # `for r, prob in self.data:` reads self.data
+                needed -= {n for n in needed if satisfies(targets, {n})}
+                needed |= uses(loop.iter)
         item, block = owner
 
 

@@ -17,6 +17,7 @@ from xgrad_rewrite.codemod.analysis.binding import Bindings
 from xgrad_rewrite.codemod.analysis.blocks import FUNCTIONS, Block, Navigator, Slot
 from xgrad_rewrite.codemod.analysis.collect import collect
 from xgrad_rewrite.codemod.analysis.dataflow import (
+    MUTATORS,
     Modules,
     arg_values,
     callee_name,
@@ -215,6 +216,23 @@ class Finder:
             return group, []
         return [], group
 
+    def filled_elsewhere(self, names: set[str], at: ast.AST) -> tuple[str, int] | None:
+        """A name the loss reads from before its loop that another function fills with
+        ``.append(...)``/``.extend(...)`` (REINFORCE's ``policy.saved_log_probs``, minimalRL's
+        ``self.data``): the forwards whose outputs it holds ran there, before any place predict
+        could go. (name, line of that fill), else None."""
+        owner = self.nav.scope_owner(at)
+        for call in self.collected.calls:
+            func = call.func
+            if not (isinstance(func, ast.Attribute) and func.attr in MUTATORS):
+                continue
+            filled = dotted(func.value)
+            if filled is None or self.nav.scope_owner(call) is owner:
+                continue
+            if any(n == filled or n.startswith(filled + ".") for n in names):
+                return filled, self.where(call)[0]
+        return None
+
     def _by_owner(self, items: list, kind: str) -> dict[int, list]:  # type: ignore[type-arg]
         """Steps (or backwards) by the function that holds them, in source order."""
         if kind not in self._grouped:
@@ -404,6 +422,7 @@ def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, option
     # through weights changed in place (autograd's "modified by an inplace operation"). And
     # predict never goes where its optimizer may be unbound (checked below).
     named = replace(finder.modules, helpers=finder.helper_runs_forward)
+    rest: set[str] = set()
     for backward in step.backwards:
         bound = finder.bound(backward.call, step.call)
         # Modules the script names as such first; if none of them runs in this step (say a
@@ -416,10 +435,18 @@ def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, option
                 bound,
                 modules,
                 is_forward(backward.loss_expr, modules),
+                rest,
             )
             if item is not None:
                 forwards.append(item)
                 break
+    stored = finder.filled_elsewhere(rest, step.call)
+    if stored is not None:
+        stored_name, where = stored
+        message = codes.message(
+            codes.STORED_OUTPUTS, optimizer=name, stored=stored_name, line=where
+        )
+        return _skipped(name, first.call, step.call, codes.STORED_OUTPUTS, message)
     if not forwards:
         message = codes.message(codes.NO_FORWARD, optimizer=name)
         plan = _skipped(name, first.call, step.call, codes.NO_FORWARD, message)
