@@ -42,6 +42,7 @@ NOT_PROVEN = "XG113"
 BESIDE_OPTIMIZER = "XG114"
 STEP_WITHOUT_BACKWARD = "XG115"
 STORED_OUTPUTS = "XG116"
+CONDITIONAL_BACKWARD = "XG117"
 TRAINER_STARRED_ARGS = "XG201"
 TRAINER_NOT_A_LIST = "XG202"
 TRAINER_NAME_TAKEN = "XG203"
@@ -167,6 +168,15 @@ CODES: dict[str, Code] = {
             "before those forwards, not patched",
             "the loss reads outputs stored by forwards elsewhere (`policy.saved_log_probs`, "
             "`self.data`); loop not patched",
+        ),
+        Code(
+            CONDITIONAL_BACKWARD,
+            "info",
+            "the backward of {optimizer} runs only `if {condition}`, the forward above it always: "
+            "when the condition is false (evaluation through the same code) that forward runs on "
+            "the predicted weights, which stay loaded until the next step",
+            "the backward runs under a condition the forward does not (one function for training "
+            "and evaluation): evaluation through it sees the predicted weights",
         ),
         Code(
             TRAINER_STARRED_ARGS,

@@ -184,6 +184,55 @@ def reads(node: ast.AST) -> set[str]:
     return uses(node)
 
 
+# Calls whose result carries no autograd graph: a value read only through them (a GAN's
+# `gen_imgs.detach()` in the discriminator's loss) brings no forward into the backward.
+GRAPH_CUTS: frozenset[str] = frozenset({"detach", "item", "tolist", "numpy"})
+
+
+def graph_reads(node: ast.AST) -> set[str]:
+    """:func:`reads` less the names read only through ``x.detach()``/``x.item()``: what the
+    backward's graph can reach from this statement."""
+    if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+        node = node.value
+    names: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if (
+            isinstance(current, ast.Call)
+            and isinstance(current.func, ast.Attribute)
+            and current.func.attr in GRAPH_CUTS
+        ):
+            continue  # `x.detach()` (and what it hangs off) carries no graph
+        if isinstance(current, ast.Attribute):
+            name = dotted(current)
+            if name is not None:
+                names.add(name)
+                continue
+            names.add(current.attr)
+        elif isinstance(current, (*FUNCTIONS, ast.ClassDef, ast.Lambda)):
+            names |= uses(current)
+            continue
+        elif not isinstance(current, ast.Call):
+            names |= _own_names(current)
+        stack.extend(ast.iter_child_nodes(current))
+    return names
+
+
+def _own_names(node: ast.AST) -> set[str]:
+    """The names ``node`` itself carries (not its children), as :func:`uses` counts them."""
+    if isinstance(node, ast.Name):
+        return {node.id}
+    if isinstance(node, (ast.keyword, ast.arg)):
+        name = node.arg
+        return {name} if name else set()
+    if isinstance(node, ast.alias):
+        return {node.name, *([node.asname] if node.asname else [])}
+    if isinstance(node, ast.ExceptHandler) and node.name:
+        return {node.name}
+    return set()
+
+
 def satisfies(defined: set[str], needed: set[str]) -> bool:
     return any(n == d or n.startswith(d + ".") for d in defined for n in needed)
 
@@ -368,7 +417,7 @@ def _walk_back(
             if satisfies(defs(earlier), needed):
                 killed = {n for n in needed if satisfies(kills(earlier), {n})}
                 needed -= killed
-                needed |= reads(earlier)
+                needed |= graph_reads(earlier)
                 if is_forward(earlier, modules):
                     best = earlier
         if block == bound or is_module(block):

@@ -464,11 +464,31 @@ def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, option
     same_block = last.at[1] == at[1]
     restore = restore_item(at, last.at[0] if same_block else None, name)
     plan = Plan(name, first.call, step.call, Slot(predict), Slot(restore))
+    guard = _condition_of_backward(finder, first.call, predict)
+    if guard is not None:
+        message = codes.message(
+            codes.CONDITIONAL_BACKWARD, optimizer=name, condition=finder.code(guard.test)
+        )
+        plan.notes.append(Note(codes.CONDITIONAL_BACKWARD, guard, message))
     owned = finder.ids.modules_of(step.optimizer)
     for block in no_grad_between(finder.nav, predict, first.at[0], owned):
         message = codes.message(codes.NO_GRAD_ON_PREDICTED, optimizer=name)
         plan.notes.append(Note(codes.NO_GRAD_ON_PREDICTED, block, message))
     return plan
+
+
+def _condition_of_backward(finder: Finder, backward: ast.AST, predict: ast.stmt) -> ast.If | None:
+    """The ``if`` that the backward runs under and the forward (where predict goes) does not
+    (``if train: loss.backward(); opt.step()`` after a forward shared with evaluation)."""
+    inside = {id(n) for n in finder.nav.ancestors(predict)}
+    for node in finder.nav.ancestors(backward):
+        if isinstance(node, (*FUNCTIONS, ast.Lambda, *_LOOPS)) or id(node) in inside:
+            return None
+        if isinstance(node, ast.If):
+            # `if scaler: scaler(loss, opt) else: loss.backward()` trains either way: only an
+            # `if` with nothing in its other branch skips the step for some calls
+            return node if not node.orelse else None
+    return None
 
 
 def _wrapper_plans(finder: Finder, plans: list[Plan], options: Options) -> list[Plan]:
