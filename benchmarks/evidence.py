@@ -621,6 +621,7 @@ class Plan:
         self.extend = args.extend
         self.long_tasks, self.long_factor = args.long_tasks, args.long_factor
         self.long_optimizers = args.long_optimizers
+        self.band_seeds = [x for x in args.band_seeds if x not in args.sweep_seeds]
         self.long_seeds = args.long_seeds
 
     def cfg(self, task, opt, s, mult, seed):
@@ -682,6 +683,17 @@ class Plan:
                 for mult in {self.best_mult(task, opt, s), base_mult} - {None}:
                     cfgs += [self.cfg(task, opt, s, mult, seed) for seed in self.seeds]
         return cfgs
+
+    def bands(self, tasks=None) -> list[dict]:
+        """More seeds at every sweep point, for the sensitivity plot's bands only (the lr is
+        chosen on the sweep seeds, before these run)."""
+        return [
+            self.cfg(t, o, s, m, seed)
+            for t, o in self.pairs(tasks)
+            for s in VARIANTS
+            for m in self.grid(t, o)
+            for seed in self.band_seeds
+        ]
 
     def long(self, tasks=None) -> list[dict]:
         """The winners (each variant at its own best lr) trained ``--long-factor`` times longer."""
@@ -1184,7 +1196,7 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
                 for m in plan.grid(task, opt):
                     values = [
                         score(plan.store.get(plan.cfg(task, opt, s, m, seed)))
-                        for seed in plan.sweep_seeds
+                        for seed in plan.sweep_seeds + plan.band_seeds
                     ]
                     values = [v for v in values if math.isfinite(v)]
                     if not values:
@@ -1229,8 +1241,10 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
                 ax.set_xlabel("peak learning rate")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(
-        "Learning-rate sensitivity: line = mean of sweep seeds, band = min-max; "
-        "star = winner rerun, mean ± sd over seeds",
+        "Learning-rate sensitivity: line = mean over seeds "
+        f"{','.join(map(str, plan.sweep_seeds + plan.band_seeds))}, band = min-max (the lr is "
+        f"chosen on seed {','.join(map(str, plan.sweep_seeds))} alone); "
+        "star = winner rerun, mean ± sd over its seeds",
         fontsize=9,
     )
     fig.tight_layout()
@@ -1301,6 +1315,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--long-optimizers", default="adamw", help="optimizers of the longer runs")
     parser.add_argument("--long-factor", type=int, default=4)
     parser.add_argument("--long-seeds", default="0,1,2", help="seeds of the longer runs")
+    parser.add_argument(
+        "--band-seeds", default="1", help="extra seeds at every sweep point, for the plot's bands"
+    )
     parser.add_argument("--sweep-seeds", default="0", help="seeds per sweep point")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="seeds of the winners' reruns")
     parser.add_argument(
@@ -1326,7 +1343,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.size, args.optimizers, args.lr_mults = "quick", "adamw", "0.5,2"
         args.sweep_seeds, args.seeds, args.cost_rounds, args.cost_block = "0", "0,1", 2, 2
-        args.long_seeds, args.long_factor = "0,1", 2
+        args.long_seeds, args.long_factor, args.band_seeds = "0,1", 2, ""
         if args.out is None:
             import tempfile
 
@@ -1340,6 +1357,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.long_tasks = [t for t in args.long_tasks.split(",") if t]
     args.long_optimizers = [o for o in args.long_optimizers.split(",") if o]
     args.long_seeds = [int(s) for s in args.long_seeds.split(",")]
+    args.band_seeds = [int(s) for s in args.band_seeds.split(",") if s]
     for name, given, known in (
         ("--tasks", args.tasks, TASKS),
         ("--optimizers", args.optimizers, OPTIMIZERS),
@@ -1386,6 +1404,8 @@ def main(argv: list[str] | None = None) -> None:
                 run_all(
                     plan.long([task]), store, pool, f"{task}: winners, {plan.long_factor}x longer"
                 )
+            for task in args.tasks:  # last: only the plot's seed bands need them
+                run_all(plan.bands([task]), store, pool, f"{task}: seed bands")
         finished = True
     finally:
         new = len(store.runs) - before
