@@ -880,7 +880,13 @@ def report(ctx: dict, summary: dict) -> str:
         "each variant's best learning rate chosen by the mean final **validation** loss; the "
         f"winners rerun with seeds {ctx['seeds']}; reported on the **test** split (never used "
         "for a choice). Differences are XGrad minus base with a 95 % confidence interval "
-        "(Welch's t over seeds); *no difference* when the interval contains 0.",
+        "(Welch's t over seeds); *no difference* when the interval contains 0."
+        + (
+            f" Seeds {ctx['band_seeds']} also ran at every sweep point, for the bands of the "
+            "sensitivity plot only (after the choice)."
+            if ctx.get("band_seeds")
+            else ""
+        ),
         "- results file: `evidence_runs.jsonl` (one line per run, keyed by its configuration; "
         "a rerun of the command reuses it and rebuilds this report)",
         "",
@@ -1437,6 +1443,7 @@ def main(argv: list[str] | None = None) -> None:
         mults=args.lr_mults,
         extend=args.extend,
         sweep_seeds=",".join(map(str, args.sweep_seeds)),
+        band_seeds=",".join(map(str, args.band_seeds)),
         seeds=",".join(map(str, args.seeds)),
         tasks=args.tasks,
         optimizers=args.optimizers,
