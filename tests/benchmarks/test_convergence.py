@@ -13,7 +13,9 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "benchmarks" / "convergence_scripts"
 
 pytest.importorskip("torch")

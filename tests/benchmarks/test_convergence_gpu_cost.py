@@ -11,7 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,7 @@ def test_cuda_is_refused_without_a_gpu(gpu_cost):
     assert result.exit_code == 2 and "CUDA is not available" in result.output
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
 def test_tiny_cuda_report_measures_memory(gpu_cost, tmp_path):
     report = run_tiny(gpu_cost, tmp_path, "cuda")
     row = next(line for line in report.splitlines() if line.startswith("| ResNet-18"))
