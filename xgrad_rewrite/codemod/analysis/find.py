@@ -260,7 +260,7 @@ class Finder:
     def _defined_function(self, call: ast.Call) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
         func = call.func
         if isinstance(func, ast.Name):
-            defined = self.ids._defined_here(func)
+            defined = self.ids.defined_here(func)
             return defined if isinstance(defined, FUNCTIONS) else None
         if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)):
             return None

@@ -177,7 +177,7 @@ class Identities:
         if self._is_scheduler_call(value) or _NOT_BY_NAME.search(callee_name(value) or ""):
             return NOT
         if isinstance(value.func, ast.Name):
-            defined = self._defined_here(value.func)
+            defined = self.defined_here(value.func)
             if isinstance(defined, ast.ClassDef):
                 return self._class_identity(defined)
             if isinstance(defined, FUNCTIONS):
@@ -228,7 +228,7 @@ class Identities:
             self._modules[cache] = out
         return out
 
-    def _defined_here(self, name: ast.Name) -> ast.AST | None:
+    def defined_here(self, name: ast.Name) -> ast.AST | None:
         """The one ``def``/``class`` of this file that ``name`` is bound to, if that is all."""
         binders = self.scopes.bindings(name)
         if len(binders) == 1 and isinstance(binders[0], (*FUNCTIONS, ast.ClassDef)):
@@ -245,8 +245,8 @@ class Identities:
                     return Identity("optimizer", found)
                 if name in ("torch.optim.Optimizer", "torch.optim.optimizer.Optimizer"):
                     return Identity("optimizer", "Optimizer")
-            if isinstance(base, ast.Name) and isinstance(self._defined_here(base), ast.ClassDef):
-                inherited = self._class_identity(self._defined_here(base))  # type: ignore[arg-type]
+            if isinstance(base, ast.Name) and isinstance(self.defined_here(base), ast.ClassDef):
+                inherited = self._class_identity(self.defined_here(base))  # type: ignore[arg-type]
                 if inherited.kind == "optimizer":
                     return inherited
         return NOT
@@ -289,7 +289,7 @@ class Identities:
             for v in values
             if isinstance(v, ast.Call)
             and isinstance(v.func, ast.Name)
-            and isinstance(d := self._defined_here(v.func), ast.ClassDef)
+            and isinstance(d := self.defined_here(v.func), ast.ClassDef)
         }
         if (
             values
@@ -362,7 +362,7 @@ class Identities:
                 for c in self.collected.calls
                 if isinstance(c.func, ast.Name)
                 and c.func.id == function.name
-                and self._defined_here(c.func) is function
+                and self.defined_here(c.func) is function
             ]
         values: list[ast.expr] = []
         for call in self._callers[id(function)]:
