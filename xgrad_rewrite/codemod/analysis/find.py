@@ -409,6 +409,21 @@ def _skipped(optimizer: str, backward: ast.AST, step: ast.AST, code: str, messag
 
 
 def _step_plan(finder: Finder, step: Step, name: str, identity: Identity, options: Options) -> Plan:
+    """Where this step's predict and restore go: the placement invariant is decided here.
+
+    On every path through the loop:
+
+    1. ``predict`` runs before every forward whose output can reach this step's backward
+       (otherwise the backward meets weights changed in place after its forward);
+    2. ``predict`` never runs where its optimizer may be unbound (otherwise the inserted line
+       raises where the original did not);
+    3. ``restore`` runs before the step, and before the unscale/clipping that belongs to it
+       (before the first step of the group when several optimizers share one backward).
+
+    Where 1 or 2 cannot be proven (no forward found, a name bound under a condition, outputs
+    stored by forwards elsewhere) the step gets a note and no call at all: a note is fine, a
+    crash never is. Being conservative may leave some no-grad code on θ̂ (noted: XG112, XG117).
+    """
     first = step.backwards[0]
     if identity.class_name and not is_supported(identity.class_name):
         return _unsupported(step, name, identity.class_name)
