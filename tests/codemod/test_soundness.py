@@ -140,3 +140,21 @@ def test_eval_in_a_test_function_does_not_freeze_the_trained_model() -> None:
     )
     lines = [line.strip() for line in text.splitlines()]
     assert lines.index("xgrad.predict(optimizer, s=1)") == lines.index("out = model(x)") - 1
+
+
+def test_a_schedule_free_optimizer_is_an_unsupported_optimizer_not_a_scheduler() -> None:
+    text, codes = patch(
+        """\
+        import schedulefree
+        import torch
+        model = torch.nn.Linear(2, 1)
+        optimizer = schedulefree.AdamWScheduleFree(model.parameters(), lr=0.1)
+        for x in [torch.randn(3, 2)]:
+            loss = model(x).sum()
+            loss.backward()
+            optimizer.step()
+        """
+    )
+    result = rewrite(textwrap.dedent(text), Options())
+    assert "xgrad" not in text and codes == ["XG102"]
+    assert "schedulefree.AdamWScheduleFree" in result.diagnostics[0].message

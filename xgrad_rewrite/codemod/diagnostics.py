@@ -61,7 +61,7 @@ CODES: dict[str, Code] = {
         Code(
             UNSUPPORTED_OPTIMIZER,
             "warning",
-            "{optimizer} is built from torch.optim.{cls}, which has no XGrad rule; {outcome}",
+            "{optimizer} is built from {cls}, which has no XGrad rule; {outcome}",
             "optimizer built from a `torch.optim` class with no XGrad rule (e.g. `LBFGS`); loop "
             "not patched",
         ),

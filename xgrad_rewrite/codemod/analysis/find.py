@@ -31,7 +31,7 @@ from xgrad_rewrite.codemod.analysis.dataflow import (
     uses,
 )
 from xgrad_rewrite.codemod.analysis.identity import Identities, Identity
-from xgrad_rewrite.codemod.analysis.known_optimizers import is_supported
+from xgrad_rewrite.codemod.analysis.known_optimizers import is_supported, qualified
 from xgrad_rewrite.codemod.analysis.positions import Positions
 from xgrad_rewrite.codemod.analysis.scopes import Scopes
 from xgrad_rewrite.codemod.api import Options
@@ -399,7 +399,10 @@ def _closure_plan(step: Step, name: str, identity: Identity) -> Plan:
 
 def _unsupported(step: Step, name: str, class_name: str) -> Plan:
     message = codes.message(
-        codes.UNSUPPORTED_OPTIMIZER, optimizer=name, cls=class_name, outcome="loop left unchanged"
+        codes.UNSUPPORTED_OPTIMIZER,
+        optimizer=name,
+        cls=qualified(class_name),
+        outcome="loop left unchanged",
     )
     return _skipped(name, step.call, step.call, codes.UNSUPPORTED_OPTIMIZER, message)
 

@@ -13,7 +13,7 @@ from xgrad_rewrite.codemod import diagnostics as codes
 from xgrad_rewrite.codemod.analysis.blocks import Slot
 from xgrad_rewrite.codemod.analysis.dataflow import callee_name, dotted
 from xgrad_rewrite.codemod.analysis.find import Finder, Note, Plan
-from xgrad_rewrite.codemod.analysis.known_optimizers import is_supported
+from xgrad_rewrite.codemod.analysis.known_optimizers import is_supported, qualified
 from xgrad_rewrite.codemod.api import Options
 
 
@@ -40,7 +40,7 @@ def find_fx(finder: Finder, options: Options) -> list[tuple[Plan, str]]:
             message = codes.message(
                 codes.UNSUPPORTED_OPTIMIZER,
                 optimizer=name,
-                cls=identity.class_name,
+                cls=qualified(identity.class_name),
                 outcome="not wrapped",
             )
             out.append(

@@ -44,6 +44,9 @@ THIRD_PARTY: frozenset[str] = frozenset(
         *(f"bitsandbytes.optim.{n}" for n in ("Adam8bit", "AdamW8bit")),
     }
 )
+# Third-party optimizer packages the runtime has no rule for: their classes are optimizers (so
+# never taken for a scheduler by their name, `AdamWScheduleFree`) that the codemod leaves alone.
+UNSUPPORTED_MODULES: tuple[str, ...] = ("schedulefree.",)
 # Modules whose classes are optimizers (checked against SUPPORTED) ...
 OPTIMIZER_MODULES: tuple[str, ...] = ("torch.optim.", "xgrad_rewrite.optim.")
 # ... except these submodules, which hold schedulers and averaging helpers, not optimizers.
@@ -77,7 +80,7 @@ GRAD_SCALERS: frozenset[str] = frozenset(
 def optimizer_class(qualified_name: str) -> str | None:
     """``torch.optim.AdamW`` -> ``AdamW`` (a third-party class keeps its qualified name);
     ``None`` when the name is not an optimizer class."""
-    if qualified_name in THIRD_PARTY:
+    if qualified_name in THIRD_PARTY or qualified_name.startswith(UNSUPPORTED_MODULES):
         return qualified_name
     if qualified_name.startswith(NOT_OPTIMIZER_MODULES):
         return None
@@ -88,6 +91,11 @@ def optimizer_class(qualified_name: str) -> str | None:
             name = rest.rsplit(".", 1)[-1]
             return name if name[:1].isupper() else None
     return None
+
+
+def qualified(class_name: str) -> str:
+    """``torch.optim.LBFGS`` for ``LBFGS``; a third-party class keeps its own name."""
+    return class_name if "." in class_name else f"torch.optim.{class_name}"
 
 
 def is_supported(class_name: str) -> bool:
