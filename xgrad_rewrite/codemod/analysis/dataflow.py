@@ -127,13 +127,21 @@ def defs(node: ast.AST) -> set[str]:
     return names
 
 
-def uses(node: ast.AST) -> set[str]:
+def uses(node: ast.AST, cut: frozenset[str] = frozenset()) -> set[str]:
     """Dotted names a statement mentions (an over-approximation of what it reads): names,
-    attribute chains, keyword-argument and parameter names."""
+    attribute chains, keyword-argument and parameter names; nothing under a call of a method
+    named in ``cut`` (``x.detach()``)."""
     names: set[str] = set()
     stack = [node]
     while stack:
         current = stack.pop()
+        if (
+            cut
+            and isinstance(current, ast.Call)
+            and isinstance(current.func, ast.Attribute)
+            and current.func.attr in cut
+        ):
+            continue
         if isinstance(current, ast.Attribute):
             name = dotted(current)
             if name is not None:
@@ -194,43 +202,7 @@ def graph_reads(node: ast.AST) -> set[str]:
     backward's graph can reach from this statement."""
     if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
         node = node.value
-    names: set[str] = set()
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if (
-            isinstance(current, ast.Call)
-            and isinstance(current.func, ast.Attribute)
-            and current.func.attr in GRAPH_CUTS
-        ):
-            continue  # `x.detach()` (and what it hangs off) carries no graph
-        if isinstance(current, ast.Attribute):
-            name = dotted(current)
-            if name is not None:
-                names.add(name)
-                continue
-            names.add(current.attr)
-        elif isinstance(current, (*FUNCTIONS, ast.ClassDef, ast.Lambda)):
-            names |= uses(current)
-            continue
-        elif not isinstance(current, ast.Call):
-            names |= _own_names(current)
-        stack.extend(ast.iter_child_nodes(current))
-    return names
-
-
-def _own_names(node: ast.AST) -> set[str]:
-    """The names ``node`` itself carries (not its children), as :func:`uses` counts them."""
-    if isinstance(node, ast.Name):
-        return {node.id}
-    if isinstance(node, (ast.keyword, ast.arg)):
-        name = node.arg
-        return {name} if name else set()
-    if isinstance(node, ast.alias):
-        return {node.name, *([node.asname] if node.asname else [])}
-    if isinstance(node, ast.ExceptHandler) and node.name:
-        return {node.name}
-    return set()
+    return uses(node, cut=GRAPH_CUTS)
 
 
 def satisfies(defined: set[str], needed: set[str]) -> bool:

@@ -10,6 +10,7 @@ import ast
 import bisect
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from xgrad_rewrite.codemod import diagnostics as codes
 from xgrad_rewrite.codemod import inserted
@@ -104,7 +105,7 @@ class Finder:
         self.bindings = Bindings(self.nav, scopes)
         self.modules = find_modules(self.collected.calls, self.collected.fors)
         self._helpers: dict[tuple[int, frozenset[str]], bool] = {}
-        self._grouped: dict[str, dict[int, list]] = {}  # type: ignore[type-arg]
+        self._fills: list[tuple[str, ast.AST, ast.Call]] | None = None
 
     def code(self, node: ast.AST) -> str:
         return self.positions.segment(node)
@@ -169,7 +170,10 @@ class Finder:
 
     # -- pairing ----------------------------------------------------------------------------
     def pair(
-        self, backward: Backward, steps: list[Step], backwards: list[Backward]
+        self,
+        backward: Backward,
+        steps: dict[int, list[Step]],
+        backwards: dict[int, list[Backward]],
     ) -> tuple[list[Step], list[Step]]:
         """(the steps this backward's gradients feed, candidates left out as unproven).
 
@@ -179,10 +183,11 @@ class Finder:
         dec_opt.step()`` feeds two optimizers. Of those, every one shown to be an optimizer is
         patched; an unknown receiver only when it is the one candidate (``sampler.step()``
         beside a proven ``optimizer.step()`` is left out, and two unknowns are both left out).
+        ``steps`` and ``backwards`` are :func:`by_function`'s grouping of the module's.
         """
         owner = self.nav.scope_owner(backward.call)
         start = (backward.line, backward.column)
-        mine = self._by_owner(steps, "steps")[id(owner)] if steps else []
+        mine = steps.get(id(owner), [])
         index = bisect.bisect_right(mine, start, key=lambda s: (s.line, s.column))
         candidates = (
             s
@@ -193,7 +198,7 @@ class Finder:
         if first is None:
             return [], []
         loop = self.bound(backward.call, first.call)[0]
-        later = self._by_owner(backwards, "backwards")[id(owner)]
+        later = backwards.get(id(owner), [])
         at = bisect.bisect_right(
             later, (first.line, first.column), key=lambda b: (b.line, b.column)
         )
@@ -221,28 +226,19 @@ class Finder:
         ``.append(...)``/``.extend(...)`` (REINFORCE's ``policy.saved_log_probs``, minimalRL's
         ``self.data``): the forwards whose outputs it holds ran there, before any place predict
         could go. (name, line of that fill), else None."""
+        if self._fills is None:  # every `X.append(...)` of the module, found once
+            self._fills = [
+                (filled, self.nav.scope_owner(call), call)
+                for call in self.collected.calls
+                if isinstance(call.func, ast.Attribute)
+                and call.func.attr in MUTATORS
+                and (filled := dotted(call.func.value)) is not None
+            ]
         owner = self.nav.scope_owner(at)
-        for call in self.collected.calls:
-            func = call.func
-            if not (isinstance(func, ast.Attribute) and func.attr in MUTATORS):
-                continue
-            filled = dotted(func.value)
-            if filled is None or self.nav.scope_owner(call) is owner:
-                continue
-            if any(n == filled or n.startswith(filled + ".") for n in names):
+        for filled, where, call in self._fills:
+            if where is not owner and any(n == filled or n.startswith(filled + ".") for n in names):
                 return filled, self.where(call)[0]
         return None
-
-    def _by_owner(self, items: list, kind: str) -> dict[int, list]:  # type: ignore[type-arg]
-        """Steps (or backwards) by the function that holds them, in source order."""
-        if kind not in self._grouped:
-            grouped: dict[int, list] = defaultdict(list)  # type: ignore[type-arg]
-            for item in items:
-                grouped[id(self.nav.scope_owner(item.call))].append(item)
-            for group in grouped.values():
-                group.sort(key=lambda i: (i.line, i.column))
-            self._grouped[kind] = grouped
-        return self._grouped[kind]
 
     def helper_runs_forward(self, call: ast.Call, modules: Modules) -> bool | None:
         """For a call of a function or method defined in this file, whether its body may run a
@@ -284,6 +280,19 @@ class Finder:
         return (owner, "body")
 
 
+_Located = TypeVar("_Located", "Step", "Backward")
+
+
+def by_function(finder: Finder, items: list[_Located]) -> dict[int, list[_Located]]:
+    """Steps (or backwards) by the function that holds them (its ``id``), in source order."""
+    grouped: dict[int, list[_Located]] = defaultdict(list)
+    for item in items:
+        grouped[id(finder.nav.scope_owner(item.call))].append(item)
+    for group in grouped.values():
+        group.sort(key=lambda i: (i.line, i.column))
+    return grouped
+
+
 def find(finder: Finder, options: Options) -> list[Plan]:
     """Every training step of the finder's module as a :class:`Plan`, in source order."""
     steps = finder.steps()
@@ -292,6 +301,8 @@ def find(finder: Finder, options: Options) -> list[Plan]:
     manual = _manual_calls(finder)
 
     backwards = finder.backwards()
+    steps_by_function = by_function(finder, steps)
+    backwards_by_function = by_function(finder, backwards)
     unproven: dict[int, Step] = {}
     beside: set[int] = set()  # left out next to a proven optimizer
     for backward in backwards:
@@ -300,7 +311,7 @@ def find(finder: Finder, options: Options) -> list[Plan]:
             continue  # reported once, at its closure step
         if _hand_predicted(finder, backward.call):
             continue  # the user placed `with xgrad.predicted(optimizer):` themselves
-        group, left_out = finder.pair(backward, steps, backwards)
+        group, left_out = finder.pair(backward, steps_by_function, backwards_by_function)
         for step in left_out:
             unproven.setdefault(id(step), step)
             if group:
