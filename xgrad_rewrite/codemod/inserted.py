@@ -81,9 +81,13 @@ def callback_s(node: ast.AST) -> float | None:
         and node.keywords[0].arg == "s"
     ):
         return None
-    value = node.keywords[0].value
-    if isinstance(value, ast.Constant) and type(value.value) in (int, float):
-        return float(value.value)
+    return _number(node.keywords[0].value)
+
+
+def _number(node: ast.expr) -> float | None:
+    """A literal ``s`` (``2``, ``0.5``), else None (``s=S``, ``s=True``)."""
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return float(node.value)
     return None
 
 
@@ -198,31 +202,17 @@ def written_s(tree: ast.Module) -> float | None:
     """The ``s`` an earlier run wrote (its first predict, fx or callback call), else None."""
     aliases = {a for s in tree.body if (a := our_import_alias(s)) is not None}
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
+        if isinstance(node, ast.Call):
+            s = callback_s(node)
+        elif isinstance(node, ast.stmt) and inserted_call(node, aliases, ast.unparse):
+            assert isinstance(node, (ast.Expr, ast.Assign)) and isinstance(node.value, ast.Call)
+            keywords = node.value.keywords  # predict and fx: `s=` only; restore: none
+            s = _number(keywords[0].value) if keywords else None
+        else:
             continue
-        callback = callback_s(node)
-        if callback is not None:
-            return callback
-        func = node.func
-        ours = (
-            isinstance(func, ast.Attribute)
-            and func.attr in ("predict", "predictive")
-            and _root_name(func.value) in aliases
-        )
-        if not ours:
-            continue
-        for keyword in node.keywords:
-            value = keyword.value
-            if keyword.arg == "s" and isinstance(value, ast.Constant):
-                if isinstance(value.value, (int, float)) and not isinstance(value.value, bool):
-                    return float(value.value)
+        if s is not None:
+            return s
     return None
-
-
-def _root_name(node: ast.AST) -> str | None:
-    while isinstance(node, ast.Attribute):
-        node = node.value
-    return node.id if isinstance(node, ast.Name) else None
 
 
 def is_context_call(call: ast.Call) -> bool:

@@ -49,14 +49,11 @@ class _Remover(cst.CSTTransformer):
         )
 
     def _keep_small(self, original, updated):  # type: ignore[no-untyped-def]
-        kept = [s for s in updated.body if not is_inserted(s, self.aliases)]
+        found = [(s, inserted.cst_inserted_call(s, self.aliases)) for s in updated.body]
+        kept = [s for s, call in found if call is None]
         if len(kept) == len(updated.body):
             return updated
-        self.calls.extend(
-            c
-            for s in updated.body
-            if (c := inserted.cst_inserted_call(s, self.aliases)) is not None
-        )
+        self.calls.extend(call for _, call in found if call is not None)
         if not kept:
             return updated  # the whole line goes, in the block
         self.removed += len(updated.body) - len(kept)
