@@ -73,12 +73,9 @@ def _python_rewrite(text: str, options: Options) -> Result:
 
 
 def _python_parse(text: str) -> None:
-    import ast
+    from xgrad_rewrite.codemod.transform import parse_ast  # the codemod's own ParseError
 
-    try:
-        ast.parse(text)
-    except SyntaxError as e:
-        raise ParseError(e.msg, e.lineno or 1, max((e.offset or 1) - 1, 0)) from e
+    parse_ast(text)
 
 
 def _python_lines(result: Result) -> Where:
