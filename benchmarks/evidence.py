@@ -59,19 +59,28 @@ NAMES = {"sgdm": "SGDM", "adam": "Adam", "adamw": "AdamW"}
 VARIANTS = [0, 1, 2]  # XGRAD s; 0 = the base optimizer
 VARIANT_NAMES = {0: "base", 1: "XGrad-S1", 2: "XGrad-S2"}
 LR_MULTS = [0.25, 0.5, 1.0, 2.0, 4.0]
-TASKS = ["digits", "lstm", "gpt"]
+TASKS = ["digits", "lstm", "gpt", "gpt_flat"]
 TITLES = {
     "digits": "CNN on scikit-learn digits",
     "lstm": "char-level LSTM LM (stdlib source)",
     "gpt": "char-level decoder-only transformer LM (stdlib source)",
+    "gpt_flat": "char-level transformer LM, trained until flat (stdlib source)",
 }
+# A task's model, data and recipe: gpt_flat is the transformer trained as long as its validation
+# loss keeps falling (its step count is searched first, see Plan.factor), AdamW only: 8x the
+# steps of gpt at every point of the protocol is what this machine can afford for one optimizer.
+MODEL = {"digits": "digits", "lstm": "lstm", "gpt": "gpt", "gpt_flat": "gpt"}
+TASK_OPTIMIZERS = {"gpt_flat": ["adamw"]}
+FLAT_SEARCH = {"gpt_flat"}  # tasks whose steps double until the base's validation loss flattens
 # The current defaults (digits and LSTM: those of benchmarks/convergence_scripts/).
 DEFAULT_LR = {
     "digits": {"sgdm": 0.05, "adam": 1e-3, "adamw": 1e-3},
     "lstm": {"sgdm": 1.0, "adam": 1e-2, "adamw": 1e-2},
     "gpt": {"sgdm": 0.3, "adam": 3e-3, "adamw": 3e-3},
 }
+DEFAULT_LR["gpt_flat"] = DEFAULT_LR["gpt"]
 WEIGHT_DECAY = {"digits": 1e-2, "lstm": 1e-2, "gpt": 0.1}  # AdamW only (SGDM digits: 5e-4)
+WEIGHT_DECAY["gpt_flat"] = WEIGHT_DECAY["gpt"]
 
 # Model, data and schedule sizes. `steps` is the whole run (the cosine schedule spans it);
 # `evals` is how many validation points the curve gets.
@@ -98,6 +107,8 @@ SIZES: dict[str, dict[str, dict]] = {
                     eval_chars=20_000, steps=6000, evals=30, warmup=300, clip=1.0),
     },
 }  # fmt: skip
+for _size in SIZES.values():  # the same transformer, its step count searched (more curve points)
+    _size["gpt_flat"] = dict(_size["gpt"], evals=2 * _size["gpt"]["evals"])
 # The char-LSTM's files: stable, plain-Python modules of every CPython 3.10+.
 SOURCES = [
     "argparse.py", "textwrap.py", "shlex.py", "fractions.py", "dataclasses.py", "heapq.py",
@@ -238,7 +249,7 @@ def build_optimizer(task: str, name: str, model, lr: float):
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=wd)
     if name == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr)
-    if task == "gpt":  # the usual recipe: no decay on biases, LayerNorm gains, embeddings' bias
+    if MODEL[task] == "gpt":  # the usual recipe: no decay on biases and LayerNorm gains
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
         rest = [p for n, p in model.named_parameters() if p.dim() < 2]
         groups = [
@@ -252,7 +263,7 @@ def build_optimizer(task: str, name: str, model, lr: float):
 def lr_lambda(task: str, p: dict):
     """Cosine decay over the run; the transformer adds linear warmup and decays to 10 %."""
     steps, warmup = p["steps"], p.get("warmup", 0)
-    floor = 0.1 if task == "gpt" else 0.0
+    floor = 0.1 if MODEL[task] == "gpt" else 0.0
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -533,7 +544,8 @@ def run_all(cfgs: list[dict], store: Store, pool, desc: str) -> int:
             seen.add(key)
     if not todo:
         return 0
-    weight = {"gpt": 3, "lstm": 2, "digits": 1}  # longest first: the short ones fill in at the end
+    # Longest first: the short ones fill in at the end.
+    weight = {"gpt_flat": 4, "gpt": 3, "lstm": 2, "digits": 1}
     todo.sort(key=lambda c: -weight[c["task"]])
     interval = 0.5 if sys.stderr.isatty() else 30.0  # a log file gets a line every 30 s
     bar = tqdm(total=len(todo), desc=desc, unit="run", mininterval=interval, smoothing=0.05)
@@ -623,12 +635,78 @@ class Plan:
         self.long_optimizers = args.long_optimizers
         self.band_seeds = [x for x in args.band_seeds if x not in args.sweep_seeds]
         self.long_seeds = args.long_seeds
+        self.flat_max, self.flat_below = args.flat_max_factor, args.flat_threshold
 
     def cfg(self, task, opt, s, mult, seed):
-        return train_cfg(self.size, self.device, task, opt, s, mult, seed)
+        factor = self.factor(task)
+        if factor is None:
+            raise RuntimeError(f"{task}: its step count is not decided yet (run budget() first)")
+        return long_cfg(train_cfg(self.size, self.device, task, opt, s, mult, seed), factor)
 
     def pairs(self, tasks=None):
-        return [(t, o) for t in tasks or self.tasks for o in self.optimizers]
+        return [
+            (t, o)
+            for t in tasks or self.tasks
+            for o in self.optimizers
+            if o in TASK_OPTIMIZERS.get(t, OPTIMIZERS)
+        ]
+
+    # The step count of a FLAT_SEARCH task: the shortest of steps x 1, 2, 4, ... (up to
+    # --flat-max-factor) at which the base optimizer at the default lr, seed 0, ends with a
+    # validation loss that fell less than --flat-threshold over the last quarter of its run.
+    # The schedule (warmup, cosine) stretches with it; every run of the task then uses it.
+
+    def factors(self) -> list[int]:
+        return [2**k for k in range(int(math.log2(self.flat_max)) + 1)]
+
+    def pilot(self, task, factor) -> dict:
+        opt = [o for t, o in self.pairs([task])][0]
+        return long_cfg(train_cfg(self.size, self.device, task, opt, 0, 1.0, 0), factor)
+
+    def is_flat(self, record: dict) -> bool:
+        flat = flatness(record["result"]["curve"])
+        return not record["result"].get("diverged") and flat is not None and flat < self.flat_below
+
+    def factor(self, task) -> int | None:
+        """The task's step multiple, None while the search has not decided it."""
+        if task not in FLAT_SEARCH or not self.pairs([task]):
+            return 1
+        for factor in self.factors():
+            record = self.store.get(self.pilot(task, factor))
+            if record is None:
+                return None
+            if self.is_flat(record):
+                return factor
+        return self.factors()[-1]  # not flat even there: the cap (the report says so)
+
+    def budget(self, task) -> list[dict]:
+        """The search's next runs: the next two candidates (one per core), none once decided."""
+        if task not in FLAT_SEARCH or not self.pairs([task]):
+            return []
+        todo = []
+        for factor in self.factors():
+            record = self.store.get(self.pilot(task, factor))
+            if record is None:
+                todo.append(self.pilot(task, factor))
+            elif self.is_flat(record):
+                break
+            if len(todo) == 2:
+                break
+        return todo
+
+    def budget_summary(self, task) -> list[dict]:
+        out = []
+        for factor in self.factors():
+            record = self.store.get(self.pilot(task, factor))
+            if record is None:
+                break
+            result = record["result"]
+            out.append(dict(factor=factor, steps=record["config"]["params"]["steps"],
+                            flat=flatness(result["curve"]), diverged=result.get("diverged", False),
+                            valid=result.get("valid", {}).get("loss")))  # fmt: skip
+            if self.is_flat(record):
+                break
+        return out
 
     def sweep(self, tasks=None) -> list[dict]:
         return [
@@ -736,12 +814,16 @@ class Plan:
         """Everything the report shows, as data (also written to evidence.json)."""
         rows = []
         for task, opt in self.pairs():
+            if self.factor(task) is None:  # cut short before its step count was decided
+                continue
             cost = self.store.get(self.costs()[self.pairs().index((task, opt))])
             ms = cost["result"]["ms_per_step"] if cost else None
             base_mult = self.best_mult(task, opt, 0)
             row = dict(
                 task=task,
                 optimizer=opt,
+                steps=self.cfg(task, opt, 0, 1.0, 0)["params"]["steps"],
+                params=self.cfg(task, opt, 0, 1.0, 0)["params"],
                 default_lr=DEFAULT_LR[task][opt],
                 ms_per_step=ms,
                 variants={},
@@ -795,6 +877,8 @@ class Plan:
                 row["variants"][str(s)] = entry
             if task in self.long_tasks and opt in self.long_optimizers:
                 row["long"] = self.long_summary(task, opt)
+            if task in FLAT_SEARCH:
+                row["flat_search"] = self.budget_summary(task)
             rows.append(row)
         return dict(rows=rows)
 
@@ -1004,9 +1088,9 @@ def report(ctx: dict, summary: dict) -> str:
             f"## Longer training: the winners, {factor}x the steps",
             "",
             f"Each variant at the lr it won in the sweep, trained {factor} times longer (the "
-            "schedule stretched with it), to tell early speed from final quality where the "
-            "regular run had not flattened. Test loss; *flat*: drop of the validation loss over "
-            "the last quarter.",
+            "schedule stretched with it), to tell early speed from final quality: does a "
+            "difference at the regular length survive more training? Test loss, mean ± sd over "
+            "seeds; *flat*: drop of the validation loss over the last quarter.",
             "",
             "| task | optimizer | base | XGrad-S1 | S1 − base [95 % CI] | XGrad-S2 "
             "| S2 − base [95 % CI] | flat base / S1 / S2 |",
@@ -1117,9 +1201,38 @@ def report(ctx: dict, summary: dict) -> str:
             + " | ".join(cells)
             + " |"
         )
+    for row in rows:
+        if "flat_search" not in row:
+            continue
+        search = row["flat_search"]
+        decided = search and (search[-1]["flat"] or 1) < ctx["flat_threshold"]
+        lines += [
+            "",
+            f"## Trained until flat: how many steps ({TITLES[row['task']].split(' (')[0]})",
+            "",
+            "The step count is searched before the sweep: the gpt task's steps x 1, 2, 4, ... "
+            f"(up to x{ctx['flat_max_factor']}), the warmup and the cosine schedule stretched "
+            f"with them, for the base {NAMES[row['optimizer']]} at the default lr, seed 0; the "
+            "first run whose validation loss falls less than "
+            f"{100 * ctx['flat_threshold']:g} % over its last quarter sets the steps of every "
+            "run of this task.",
+            "",
+            "| steps | validation loss drop over the last quarter | final validation loss |",
+            "|---|---|---|",
+        ]
+        for pilot in search:
+            flat = "diverged" if pilot["diverged"] else f"{100 * pilot['flat']:.1f} %"
+            valid = "n/a" if pilot["valid"] is None else f"{pilot['valid']:.3f}"
+            lines.append(f"| {pilot['steps']} | {flat} | {valid} |")
+        lines += [
+            "",
+            f"Chosen: **{row['steps']} steps**"
+            + ("." if decided else " (the cap: not flat even there)."),
+        ]
     lines += ["", "## Sizes", ""]
+    params = {row["task"]: row["params"] for row in rows}
     for task in ctx["tasks"]:
-        p = SIZES[ctx["size"]][task]
+        p = params.get(task, SIZES[ctx["size"]][task])
         lines.append(f"- {TITLES[task]}: " + ", ".join(f"{k}={v}" for k, v in p.items()) + ".")
     lines += [
         "",
@@ -1189,13 +1302,18 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
     import matplotlib.ticker
 
     colors = {0: "black", 1: "tab:blue", 2: "tab:orange"}
-    tasks, opts = plan.tasks, plan.optimizers
+    by_pair = {(r["task"], r["optimizer"]): r for r in summary["rows"]}
+    tasks = [t for t in plan.tasks if any(task == t for task, _ in by_pair)]
+    opts = plan.optimizers
     fig, axes = plt.subplots(
         len(tasks), len(opts), figsize=(3.6 * len(opts), 2.9 * len(tasks)), squeeze=False
     )
     for i, task in enumerate(tasks):
         for j, opt in enumerate(opts):
             ax = axes[i][j]
+            if (task, opt) not in by_pair:  # gpt_flat: AdamW only
+                ax.axis("off")
+                continue
             finite = []
             for s in VARIANTS:
                 xs, mean, low, high = [], [], [], []
@@ -1241,15 +1359,16 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
                 ax.set_ylim(low_y - 0.05 * abs(low_y), high_y + 0.6 * (high_y - low_y) + 1e-3)
             ax.set_title(f"{task} / {NAMES[opt]}", fontsize=9)
             ax.grid(alpha=0.3)
-            if j == 0:
+            if j == 0 or (task, opts[j - 1]) not in by_pair:
                 ax.set_ylabel("final validation loss")
             if i == len(tasks) - 1:
                 ax.set_xlabel("peak learning rate")
     axes[0][-1].legend(fontsize=7)
+    chosen = ",".join(map(str, plan.sweep_seeds))
     fig.suptitle(
         "Learning-rate sensitivity: line = mean over seeds "
         f"{','.join(map(str, plan.sweep_seeds + plan.band_seeds))}, band = min-max (the lr is "
-        f"chosen on seed {','.join(map(str, plan.sweep_seeds))} alone); "
+        f"chosen on the mean of seed{'s' * (len(plan.sweep_seeds) > 1)} {chosen}); "
         "star = winner rerun, mean ± sd over its seeds",
         fontsize=9,
     )
@@ -1260,9 +1379,11 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
     fig, axes = plt.subplots(
         len(tasks), len(opts), figsize=(3.6 * len(opts), 2.9 * len(tasks)), squeeze=False
     )
-    by_pair = {(r["task"], r["optimizer"]): r for r in summary["rows"]}
     for i, task in enumerate(tasks):
         for j, opt in enumerate(opts):
+            if (task, opt) not in by_pair:
+                axes[i][j].axis("off")
+                continue
             ax, row = axes[i][j], by_pair[task, opt]
             values = []
             for s in VARIANTS:
@@ -1285,7 +1406,7 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
             ax.set_title(f"{task} / {NAMES[opt]}", fontsize=9)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=6)
-            if j == 0:
+            if j == 0 or (task, opts[j - 1]) not in by_pair:
                 ax.set_ylabel("validation loss")
             if i == len(tasks) - 1:
                 ax.set_xlabel("step")
@@ -1310,21 +1431,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--extend",
         type=int,
-        default=1,
+        default=2,
         help="extend the lr grid by x2 up to this many times beyond an end where a best lies",
     )
     parser.add_argument(
         "--long-tasks",
-        default="gpt",
+        default="digits,lstm",
         help="tasks whose winners are also trained --long-factor times longer ('' for none)",
     )
-    parser.add_argument("--long-optimizers", default="adamw", help="optimizers of the longer runs")
-    parser.add_argument("--long-factor", type=int, default=4)
+    parser.add_argument(
+        "--long-optimizers", default=",".join(OPTIMIZERS), help="optimizers of the longer runs"
+    )
+    parser.add_argument("--long-factor", type=int, default=2)
     parser.add_argument("--long-seeds", default="0,1,2", help="seeds of the longer runs")
     parser.add_argument(
-        "--band-seeds", default="1", help="extra seeds at every sweep point, for the plot's bands"
+        "--flat-max-factor",
+        type=int,
+        default=16,
+        help="gpt_flat: double its steps up to this many times the gpt task's (a power of 2)",
     )
-    parser.add_argument("--sweep-seeds", default="0", help="seeds per sweep point")
+    parser.add_argument(
+        "--flat-threshold",
+        type=float,
+        default=0.015,
+        help="gpt_flat: flat = the validation loss fell less than this (relative) over the last "
+        "quarter of the base's run",
+    )
+    parser.add_argument(
+        "--band-seeds", default="", help="extra seeds at every sweep point, for the plot's bands"
+    )
+    parser.add_argument(
+        "--sweep-seeds", default="0,1", help="seeds per sweep point (the lr: best mean over them)"
+    )
     parser.add_argument("--seeds", default="0,1,2,3,4", help="seeds of the winners' reruns")
     parser.add_argument(
         "-j", "--jobs", type=int, default=2, help="worker processes (0: run in this process)"
@@ -1335,7 +1473,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick",
         action="store_true",
         help="tiny end-to-end smoke run: --size quick, AdamW only, 2 lrs, "
-        "1 sweep seed, 2 final seeds (writes to --out, "
+        "1 sweep seed, 2 final seeds, gpt_flat searched up to 4x (writes to --out, "
         "default a temp dir)",
     )
     parser.add_argument(
@@ -1350,6 +1488,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.size, args.optimizers, args.lr_mults = "quick", "adamw", "0.5,2"
         args.sweep_seeds, args.seeds, args.cost_rounds, args.cost_block = "0", "0,1", 2, 2
         args.long_seeds, args.long_factor, args.band_seeds = "0,1", 2, ""
+        args.long_tasks, args.long_optimizers, args.flat_max_factor = "gpt", "adamw", 4
         if args.out is None:
             import tempfile
 
@@ -1370,6 +1509,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ):
         if set(given) - set(known):
             parser.error(f"{name}: unknown {sorted(set(given) - set(known))}")
+    if args.flat_max_factor < 1 or args.flat_max_factor & (args.flat_max_factor - 1):
+        parser.error("--flat-max-factor: a power of 2 (1, 2, 4, ...)")
     return args
 
 
@@ -1403,6 +1544,8 @@ def main(argv: list[str] | None = None) -> None:
             run_all(plan.costs(), store, cost_pool, "per-step cost")
         with pool:
             for task in args.tasks:  # task by task: a cut-short run leaves whole tasks done
+                while run_all(plan.budget(task), store, pool, f"{task}: steps until flat"):
+                    pass
                 while run_all(plan.sweep([task]), store, pool, f"{task}: lr sweep"):
                     pass  # again while the grid grows (a best at its edge)
                 run_all(plan.winners([task]), store, pool, f"{task}: winners x seeds")
@@ -1449,6 +1592,8 @@ def main(argv: list[str] | None = None) -> None:
         optimizers=args.optimizers,
         note=args.note,
         suffix=suffix,
+        flat_threshold=args.flat_threshold,
+        flat_max_factor=args.flat_max_factor,
     )
     plots(plan, summary, args.out, suffix)
     (args.out / f"evidence{suffix}.md").write_text(report(ctx, summary), "utf-8")

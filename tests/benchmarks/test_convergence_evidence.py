@@ -70,7 +70,7 @@ def test_quick_end_to_end_interrupted_then_resumed(tmp_path):
     # 3 tasks x AdamW x {base, S1, S2} x 2 lrs x 1 sweep seed (plus x4 or x0.25 where a best
     # lay at an end of the grid), then the winners, then the costs.
     sweep = {(c["task"], c["s"], c["lr_mult"]) for c in configs if c["kind"] == "train"}
-    for task in ("digits", "lstm", "gpt"):
+    for task in ("digits", "lstm", "gpt", "gpt_flat"):
         for s in (0, 1, 2):
             assert {(task, s, 0.5), (task, s, 2.0)} <= sweep
     data = json.loads((out / "evidence_quick_cpu.json").read_text())
@@ -78,23 +78,31 @@ def test_quick_end_to_end_interrupted_then_resumed(tmp_path):
         grid = sorted(float(m) for m in row["sweep_valid_loss"]["0"])
         bests = {row["variants"][s]["best_mult"] for s in ("0", "1", "2")}
         assert grid[1:-1] or not bests & {0.5, 2.0}  # a best at an end grew the grid once
-    assert {c["task"] for c in configs} == {"digits", "lstm", "gpt"}
+    assert {c["task"] for c in configs} == {"digits", "lstm", "gpt", "gpt_flat"}
     assert {c["s"] for c in configs if c["kind"] == "train"} == {0, 1, 2}
-    assert sum(c["kind"] == "cost" for c in configs) == 3
+    assert sum(c["kind"] == "cost" for c in configs) == 4
     # The transformer's winners again at 2x the steps (--quick's --long-factor), 2 seeds each.
-    longer = [c for c in configs if c["kind"] == "train" and c["params"]["steps"] == 32]
-    assert len(longer) == 3 * 2 and {c["task"] for c in longer} == {"gpt"}
+    longer = [c for c in configs if c["task"] == "gpt" and c["params"]["steps"] == 32]
+    assert len(longer) == 3 * 2
+    # gpt_flat: its steps searched first (16, 32, 64 at most), then every run of it at that count.
+    flat_steps = {c["params"]["steps"] for c in configs if c["task"] == "gpt_flat"}
+    chosen = next(r for r in data["rows"] if r["task"] == "gpt_flat")["steps"]
+    assert chosen in (16, 32, 64) and flat_steps <= {16, 32, 64}
+    assert {c["params"]["steps"] for c in configs if c["task"] == "gpt_flat" and c.get("seed")} == {
+        chosen
+    }
     assert any(c["seed"] == 1 for c in configs if c["kind"] == "train")  # the winners' reruns
     report = (out / "evidence_quick_cpu.md").read_text()
     for heading in ("## Best against best", "## Time to target", "## Where the gain disappears",
                     "## Learning-rate sweep", "## Did training flatten?", "## Sizes",
-                    "## Longer training: the winners, 2x the steps"):  # fmt: skip
+                    "## Longer training: the winners, 2x the steps",
+                    "## Trained until flat: how many steps"):  # fmt: skip
         assert heading in report, heading
     assert "| char-level decoder-only transformer LM | AdamW |" in report
     assert "95 % CI" in report and "command: `python benchmarks/evidence.py --quick" in report
     for png in ("evidence_quick_cpu.png", "evidence_curves_quick_cpu.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(data["rows"]) == 3 and data["rows"][0]["variants"]["1"]["own"]["n"] == 2
+    assert len(data["rows"]) == 4 and data["rows"][0]["variants"]["1"]["own"]["n"] == 2
 
     # Interrupted mid-write: a cut-off last line is ignored and that run alone is redone.
     with results.open("a") as f:
@@ -158,6 +166,45 @@ def test_grid_grows_past_an_edge_best_once_per_finished_sweep(tmp_path):
     finish(8.0, 1.6)
     assert plan.grid("lstm", "adamw") == [0.5, 2.0, 4.0, 8.0]  # x4 is inside now: done
     assert plan.best_mult("lstm", "adamw", 0) == 4.0 and not plan.at_edge("lstm", "adamw", 0)
+
+
+def test_gpt_flat_doubles_its_steps_until_the_bases_validation_loss_flattens(tmp_path):
+    ev = load_evidence()
+    args = ev.parse_args(["--quick", "--out", str(tmp_path), "--tasks", "gpt_flat"])
+    store = ev.Store(tmp_path / "runs.jsonl")
+    plan = ev.Plan(args, store)
+    assert plan.factors() == [1, 2, 4]  # --quick: up to 4x
+    assert plan.factor("gpt_flat") is None and plan.factor("gpt") == 1
+    first = plan.budget("gpt_flat")  # two candidates at a time, one per core
+    assert [c["params"]["steps"] for c in first] == [16, 32]
+    assert {(c["optimizer"], c["s"], c["lr_mult"], c["seed"]) for c in first} == {
+        ("adamw", 0, 1.0, 0)
+    }
+    with pytest.raises(RuntimeError, match="not decided"):
+        plan.cfg("gpt_flat", "adamw", 1, 2.0, 0)
+
+    def finish(cfg, curve):
+        result = dict(diverged=False, curve=curve, train_s=1.0, wall_s=1.0)
+        store.add(dict(config=cfg, result=result | dict(valid=dict(loss=curve[-1][1]))))
+
+    finish(first[0], [[4, 3.0], [8, 2.8], [12, 2.6], [16, 2.5]])  # fell 3.8 %: not flat
+    assert plan.factor("gpt_flat") is None  # 32 not finished yet
+    finish(first[1], [[8, 3.0], [16, 2.5], [24, 2.3], [32, 2.29]])  # fell 0.4 %: flat
+    assert plan.factor("gpt_flat") == 2 and plan.budget("gpt_flat") == []
+    cfg = plan.cfg("gpt_flat", "adamw", 1, 2.0, 3)
+    assert cfg["params"]["steps"] == 32 and cfg["params"]["warmup"] == 8  # schedule stretched
+    assert plan.cfg("gpt_flat", "adamw", 0, 1.0, 0) == first[1]  # the pilot is a sweep run
+    assert [p["steps"] for p in plan.budget_summary("gpt_flat")] == [16, 32]
+    assert plan.pairs() == [("gpt_flat", "adamw")]
+
+    other = ev.Plan(args, ev.Store(tmp_path / "other.jsonl"))  # never flat: the cap
+    for factor in other.factors():
+        cfg = other.pilot("gpt_flat", factor)
+        steps = cfg["params"]["steps"]
+        finish_other = [[steps // 4 * i, 3.0 - 0.2 * i] for i in range(1, 5)]
+        other.store.add(dict(config=cfg, result=dict(diverged=False, curve=finish_other,
+                                                     train_s=1.0, wall_s=1.0)))  # fmt: skip
+    assert other.factor("gpt_flat") == 4 and other.budget("gpt_flat") == []
 
 
 def test_best_lr_is_chosen_by_validation_and_skips_diverged_runs(tmp_path):
