@@ -652,9 +652,11 @@ class Plan:
         ]
 
     # The step count of a FLAT_SEARCH task: the shortest of steps x 1, 2, 4, ... (up to
-    # --flat-max-factor) at which the base optimizer at the default lr, seed 0, ends with a
-    # validation loss that fell less than --flat-threshold over the last quarter of its run.
-    # The schedule (warmup, cosine) stretches with it; every run of the task then uses it.
+    # --flat-max-factor) past which more training buys less than --flat-threshold: the base
+    # optimizer at the default lr, seed 0, either ends with a validation loss that fell less than
+    # that over the last quarter of its run, or a run twice as long ends less than that lower
+    # (it overfits, or the cosine's annealing is all that is left). The schedule (warmup,
+    # cosine) stretches with it; every run of the task then uses it.
 
     def factors(self) -> list[int]:
         return [2**k for k in range(int(math.log2(self.flat_max)) + 1)]
@@ -667,45 +669,52 @@ class Plan:
         flat = flatness(record["result"]["curve"])
         return not record["result"].get("diverged") and flat is not None and flat < self.flat_below
 
+    def gains(self, record: dict, longer: dict) -> bool:
+        """Does the twice-as-long run end lower by at least --flat-threshold?"""
+        if longer["result"].get("diverged"):
+            return False
+        if record["result"].get("diverged"):
+            return True
+        now, then = record["result"]["valid"]["loss"], longer["result"]["valid"]["loss"]
+        return then < now * (1 - self.flat_below)
+
     def factor(self, task) -> int | None:
         """The task's step multiple, None while the search has not decided it."""
         if task not in FLAT_SEARCH or not self.pairs([task]):
             return 1
-        for factor in self.factors():
+        factors = self.factors()
+        for i, factor in enumerate(factors):
             record = self.store.get(self.pilot(task, factor))
             if record is None:
                 return None
-            if self.is_flat(record):
+            if self.is_flat(record) or i + 1 == len(factors):
+                return factor  # the last: the cap (the report says whether it was flat)
+            longer = self.store.get(self.pilot(task, factors[i + 1]))
+            if longer is None:
+                return None
+            if not self.gains(record, longer):
                 return factor
-        return self.factors()[-1]  # not flat even there: the cap (the report says so)
+        raise AssertionError("unreachable")
 
     def budget(self, task) -> list[dict]:
         """The search's next runs: the next two candidates (one per core), none once decided."""
-        if task not in FLAT_SEARCH or not self.pairs([task]):
+        if self.factor(task) is not None:
             return []
-        todo = []
-        for factor in self.factors():
-            record = self.store.get(self.pilot(task, factor))
-            if record is None:
-                todo.append(self.pilot(task, factor))
-            elif self.is_flat(record):
-                break
-            if len(todo) == 2:
-                break
-        return todo
+        todo = [self.pilot(task, f) for f in self.factors()]
+        return [cfg for cfg in todo if self.store.get(cfg) is None][:2]
 
     def budget_summary(self, task) -> list[dict]:
-        out = []
+        """The search's runs, up to the one after the chosen (which showed it was enough)."""
+        out, chosen = [], self.factor(task)
         for factor in self.factors():
             record = self.store.get(self.pilot(task, factor))
-            if record is None:
+            if record is None or (chosen is not None and factor > 2 * chosen):
                 break
             result = record["result"]
             out.append(dict(factor=factor, steps=record["config"]["params"]["steps"],
                             flat=flatness(result["curve"]), diverged=result.get("diverged", False),
-                            valid=result.get("valid", {}).get("loss")))  # fmt: skip
-            if self.is_flat(record):
-                break
+                            valid=result.get("valid", {}).get("loss"),
+                            chosen=factor == chosen))  # fmt: skip
         return out
 
     def sweep(self, tasks=None) -> list[dict]:
@@ -1205,30 +1214,26 @@ def report(ctx: dict, summary: dict) -> str:
         if "flat_search" not in row:
             continue
         search = row["flat_search"]
-        decided = search and (search[-1]["flat"] or 1) < ctx["flat_threshold"]
+        below = f"{100 * ctx['flat_threshold']:g} %"
         lines += [
             "",
             f"## Trained until flat: how many steps ({TITLES[row['task']].split(' (')[0]})",
             "",
             "The step count is searched before the sweep: the gpt task's steps x 1, 2, 4, ... "
             f"(up to x{ctx['flat_max_factor']}), the warmup and the cosine schedule stretched "
-            f"with them, for the base {NAMES[row['optimizer']]} at the default lr, seed 0; the "
-            "first run whose validation loss falls less than "
-            f"{100 * ctx['flat_threshold']:g} % over its last quarter sets the steps of every "
-            "run of this task.",
+            f"with them, for the base {NAMES[row['optimizer']]} at the default lr, seed 0. The "
+            f"first count past which more training buys less than {below} is chosen: its run's "
+            f"validation loss falls less than {below} over its last quarter, or a run twice as "
+            f"long ends less than {below} lower. Every run of this task then has that many steps.",
             "",
-            "| steps | validation loss drop over the last quarter | final validation loss |",
-            "|---|---|---|",
+            "| steps | validation loss drop over the last quarter | final validation loss | |",
+            "|---|---|---|---|",
         ]
         for pilot in search:
             flat = "diverged" if pilot["diverged"] else f"{100 * pilot['flat']:.1f} %"
             valid = "n/a" if pilot["valid"] is None else f"{pilot['valid']:.3f}"
-            lines.append(f"| {pilot['steps']} | {flat} | {valid} |")
-        lines += [
-            "",
-            f"Chosen: **{row['steps']} steps**"
-            + ("." if decided else " (the cap: not flat even there)."),
-        ]
+            mark = "**chosen**" if pilot["chosen"] else ""
+            lines.append(f"| {pilot['steps']} | {flat} | {valid} | {mark} |")
     lines += ["", "## Sizes", ""]
     params = {row["task"]: row["params"] for row in rows}
     for task in ctx["tasks"]:

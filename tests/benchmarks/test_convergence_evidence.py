@@ -168,11 +168,22 @@ def test_grid_grows_past_an_edge_best_once_per_finished_sweep(tmp_path):
     assert plan.best_mult("lstm", "adamw", 0) == 4.0 and not plan.at_edge("lstm", "adamw", 0)
 
 
-def test_gpt_flat_doubles_its_steps_until_the_bases_validation_loss_flattens(tmp_path):
+def test_gpt_flat_doubles_its_steps_until_more_training_buys_little(tmp_path):
     ev = load_evidence()
     args = ev.parse_args(["--quick", "--out", str(tmp_path), "--tasks", "gpt_flat"])
-    store = ev.Store(tmp_path / "runs.jsonl")
-    plan = ev.Plan(args, store)
+
+    def plan_with(curves: dict[int, list[float]]):
+        """A plan whose pilots at these step counts ended with these validation curves."""
+        plan = ev.Plan(args, ev.Store(tmp_path / f"runs{len(list(tmp_path.iterdir()))}.jsonl"))
+        for factor, values in curves.items():
+            cfg = plan.pilot("gpt_flat", factor)
+            steps = cfg["params"]["steps"]
+            curve = [[steps * (i + 1) // len(values), v] for i, v in enumerate(values)]
+            result = dict(diverged=False, curve=curve, train_s=1.0, wall_s=1.0)
+            plan.store.add(dict(config=cfg, result=result | dict(valid=dict(loss=values[-1]))))
+        return plan
+
+    plan = plan_with({})
     assert plan.factors() == [1, 2, 4]  # --quick: up to 4x
     assert plan.factor("gpt_flat") is None and plan.factor("gpt") == 1
     first = plan.budget("gpt_flat")  # two candidates at a time, one per core
@@ -183,28 +194,28 @@ def test_gpt_flat_doubles_its_steps_until_the_bases_validation_loss_flattens(tmp
     with pytest.raises(RuntimeError, match="not decided"):
         plan.cfg("gpt_flat", "adamw", 1, 2.0, 0)
 
-    def finish(cfg, curve):
-        result = dict(diverged=False, curve=curve, train_s=1.0, wall_s=1.0)
-        store.add(dict(config=cfg, result=result | dict(valid=dict(loss=curve[-1][1]))))
-
-    finish(first[0], [[4, 3.0], [8, 2.8], [12, 2.6], [16, 2.5]])  # fell 3.8 %: not flat
-    assert plan.factor("gpt_flat") is None  # 32 not finished yet
-    finish(first[1], [[8, 3.0], [16, 2.5], [24, 2.3], [32, 2.29]])  # fell 0.4 %: flat
+    falling = [3.0, 2.8, 2.6, 2.5]  # 3.8 % over the last quarter: not flat
+    flat = [3.0, 2.5, 2.3, 2.29]  # 0.4 %: flat
+    plan = plan_with({1: falling})
+    assert plan.factor("gpt_flat") is None  # not flat, and 2x not run yet
+    assert [c["params"]["steps"] for c in plan.budget("gpt_flat")] == [32, 64]
+    plan = plan_with({1: falling, 2: flat})
     assert plan.factor("gpt_flat") == 2 and plan.budget("gpt_flat") == []
     cfg = plan.cfg("gpt_flat", "adamw", 1, 2.0, 3)
     assert cfg["params"]["steps"] == 32 and cfg["params"]["warmup"] == 8  # schedule stretched
-    assert plan.cfg("gpt_flat", "adamw", 0, 1.0, 0) == first[1]  # the pilot is a sweep run
-    assert [p["steps"] for p in plan.budget_summary("gpt_flat")] == [16, 32]
+    assert plan.cfg("gpt_flat", "adamw", 0, 1.0, 0) == plan.pilot("gpt_flat", 2)  # a sweep run
+    assert [(p["steps"], p["chosen"]) for p in plan.budget_summary("gpt_flat")] == [
+        (16, False),
+        (32, True),
+    ]
     assert plan.pairs() == [("gpt_flat", "adamw")]
-
-    other = ev.Plan(args, ev.Store(tmp_path / "other.jsonl"))  # never flat: the cap
-    for factor in other.factors():
-        cfg = other.pilot("gpt_flat", factor)
-        steps = cfg["params"]["steps"]
-        finish_other = [[steps // 4 * i, 3.0 - 0.2 * i] for i in range(1, 5)]
-        other.store.add(dict(config=cfg, result=dict(diverged=False, curve=finish_other,
-                                                     train_s=1.0, wall_s=1.0)))  # fmt: skip
-    assert other.factor("gpt_flat") == 4 and other.budget("gpt_flat") == []
+    # Not flat, but twice the steps end no lower (overfitting): more training does not help.
+    plan = plan_with({1: falling, 2: [3.0, 2.45, 2.49, 2.52]})
+    assert plan.factor("gpt_flat") == 1
+    assert [p["chosen"] for p in plan.budget_summary("gpt_flat")] == [True, False]
+    # Twice the steps end 2 % lower: keep doubling; never flat: the cap.
+    plan = plan_with({1: falling, 2: [3.0, 2.7, 2.55, 2.45], 4: [3.0, 2.6, 2.5, 2.4]})
+    assert plan.factor("gpt_flat") == 4 and plan.budget("gpt_flat") == []
 
 
 def test_best_lr_is_chosen_by_validation_and_skips_diverged_runs(tmp_path):
