@@ -552,9 +552,11 @@ def run_all(cfgs: list[dict], store: Store, pool, desc: str) -> int:
     pending = {pool.submit(execute, cfg): cfg for cfg in todo}
     try:
         collect(pending, store, bar)
-    except BaseException:  # interrupted: drop the queue, keep what finished
+    except BaseException:  # interrupted: drop the queue and the runs in flight, keep the rest
         for future in pending:
             future.cancel()
+        for worker in multiprocessing.active_children():  # else the pool waits for them
+            worker.terminate()
         raise
     finally:
         bar.close()
@@ -1436,7 +1438,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--extend",
         type=int,
-        default=2,
+        default=4,
         help="extend the lr grid by x2 up to this many times beyond an end where a best lies",
     )
     parser.add_argument(
