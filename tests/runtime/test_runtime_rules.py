@@ -256,6 +256,23 @@ def test_keep_decay_keeps_decoupled_decay_exactly(cls, name, rule_factory, steps
         register_builtin()
 
 
+def test_adamw_rule_keeps_the_decay_of_groups_without_the_decoupled_flag():
+    """torch < 2.6: AdamW's groups have no `decoupled_weight_decay` key; its decay is decoupled
+    all the same. Adam's own (L2) decay is inside the moments: nothing to keep."""
+    from xgrad_rewrite.runtime.rules.base import Batch
+
+    p = torch.ones(3)
+    state = dict(step=torch.tensor(1.0), exp_avg=torch.ones(3), exp_avg_sq=torch.ones(3))
+    group = dict(params=[p], lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.5)
+    batch = Batch(params=[p], states=[state], group=group, theta=[p])
+    assert xg.adamw_rule(keep_decay=True).delta(batch).decay == 0.5
+    assert xg.adamw_rule(keep_decay=True).decoupled_decay
+    assert xg.adamw_rule().delta(batch).decay == 0.0  # eq. 20: dropped by default
+    assert xg.adam_rule(keep_decay=True).delta(batch).decay == 0.0  # L2: in the moments
+    flagged = dict(group, decoupled_weight_decay=True)  # torch >= 2.6, Adam(decoupled=True)
+    assert xg.adam_rule(keep_decay=True).delta(Batch([p], [state], flagged, theta=[p])).decay == 0.5
+
+
 def test_adamw_default_drops_decay():
     """Eq. 20: the default prediction ignores the decoupled decay (differs from keep_decay)."""
     p = torch.ones(4, requires_grad=True)

@@ -18,7 +18,7 @@ Public API:
 - `directions(optimizer)`: [(param, Δθ as a new tensor, group lr)] for every parameter with state,
   so θ̂ = θ − lr·s·Δθ; mutates nothing (the FX path uses it, so the formulas exist once).
 - `register(cls, rule)`: a rule for an optimizer class (looked up along the MRO); see
-  `xgrad_rewrite.runtime.rules` for the interface, `adam_rule(keep_decay=True)` to keep AdamW's
+  `xgrad_rewrite.runtime.rules` for the interface, `adamw_rule(keep_decay=True)` to keep AdamW's
   decoupled decay exactly.
 - `install_gradscaler_restore()` / `uninstall_gradscaler_restore()`: the one process-wide patch
   (restore first in `torch.amp.GradScaler.step`), see below.

@@ -20,6 +20,7 @@ elements, where the one-off compile pays for itself.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -464,7 +465,7 @@ def _capturing(rule: Rule, mode: str) -> Rule:
                 log.debug("xgrad fused: %s runs on foreach: %s", rule.name, why)
         return rule.delta(batch)
 
-    return Rule(delta=delta, needs_grad=rule.needs_grad, name=rule.name)
+    return dataclasses.replace(rule, delta=delta)  # the rule's other facts unchanged
 
 
 def _stash_like(record: engine.Record, params: list[Tensor]) -> list[Tensor]:

@@ -4,8 +4,9 @@ Adam/AdamW: Δθ = m̂_t / (√v̂_t + ε) (Table I); amsgrad reads `max_exp_avg
 already inside the moments. Decoupled decay (AdamW, or any group with `decoupled_weight_decay`)
 is dropped from the prediction by default, as the paper does (γλ ≈ 0, eq. 19→20);
 `adam_rule(keep_decay=True)` keeps it exactly: Δθ = m̂/(√v̂+ε) + λ·θt, i.e.
-θ̂ = (1 − γsλ)·θt − γs·m̂/(√v̂+ε). Use it with
-`register(torch.optim.AdamW, adam_rule(keep_decay=True))` (`adamw_rule` is the same factory).
+θ̂ = (1 − γsλ)·θt − γs·m̂/(√v̂+ε). For AdamW use
+`register(torch.optim.AdamW, adamw_rule(keep_decay=True))`: AdamW's decay is decoupled whatever its
+groups say (torch before 2.6 has no `decoupled_weight_decay` key in them).
 Adamax: Δθ = m_t / ((1−β1^t)·u_t). RAdam: the rectified update of step t (plain m̂_t while
 ρ_t ≤ 5). NAdam: step t's update, (1−μ_t)/(1−Π_t)·g_t + μ_{t+1}/(1−Π_t·μ_{t+1})·m_t over
 √v̂_t + ε, which needs the cached last gradient g_t.
@@ -20,15 +21,19 @@ import torch
 from xgrad_rewrite.runtime.rules.base import Batch, Delta, Rule, adam_delta, scalar, steps
 
 
-def decoupled_decay(group: dict[str, Any], keep_decay: bool) -> float:
-    """λ to keep in Δθ: only for a decoupled decay (an L2 decay is inside the state already)."""
-    if keep_decay and group.get("decoupled_weight_decay", False):
+def decoupled_decay(group: dict[str, Any], keep_decay: bool, decoupled: bool = False) -> float:
+    """λ to keep in Δθ: only for a decoupled decay (an L2 decay is inside the state already),
+    that of an optimizer that always decouples it or of a group flagged so."""
+    if keep_decay and (decoupled or group.get("decoupled_weight_decay", False)):
         return float(group["weight_decay"])
     return 0.0
 
 
-def adam_rule(*, keep_decay: bool = False) -> Rule:
-    """Table I's Adam/AdamW rule; `keep_decay=True` keeps AdamW's decoupled decay exactly."""
+def adam_rule(*, keep_decay: bool = False, decoupled: bool = False) -> Rule:
+    """Table I's Adam/AdamW rule; `keep_decay=True` keeps a decoupled decay exactly.
+
+    `decoupled=True` (what `adamw_rule` passes) treats every group's decay as decoupled.
+    """
 
     def delta(batch: Batch) -> Delta:
         group, states = batch.group, batch.states
@@ -37,13 +42,16 @@ def adam_rule(*, keep_decay: bool = False) -> Rule:
         key = "max_exp_avg_sq" if group.get("amsgrad", False) else "exp_avg_sq"
         m, v = [st["exp_avg"] for st in states], [st[key] for st in states]
         delta = adam_delta(m, v, beta1, beta2, group["eps"], t)
-        delta.decay = decoupled_decay(group, keep_decay)
+        delta.decay = decoupled_decay(group, keep_decay, decoupled)
         return delta
 
-    return Rule(delta=delta, name="AdamW keep_decay" if keep_decay else "Adam")
+    name = ("AdamW" if decoupled else "Adam") + (" keep_decay" if keep_decay else "")
+    return Rule(delta=delta, name=name, decoupled_decay=decoupled)
 
 
-adamw_rule = adam_rule
+def adamw_rule(*, keep_decay: bool = False) -> Rule:
+    """AdamW's rule: its decay is always decoupled, flagged in its groups or not (torch < 2.6)."""
+    return adam_rule(keep_decay=keep_decay, decoupled=True)
 
 
 def adamax_delta(batch: Batch) -> Delta:
