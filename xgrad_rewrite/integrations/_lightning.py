@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 import xgrad_rewrite.runtime as xgrad
-from xgrad_rewrite.runtime.registry import unwrap  # LightningOptimizer wraps the real one
+from xgrad_rewrite.runtime.internal import unwrap  # LightningOptimizer wraps the real one
 
 
 class XGradLightningHooks:
