@@ -12,7 +12,7 @@ imports the runtime package back.
 - `rule_for(optimizer)`: the optimizer's rule, or `predict`'s TypeError for an unsupported one.
 - `unwrap(optimizer)`: the torch optimizer inside accelerate/Lightning-style wrappers.
 
-Nothing here is a stable API: names may change with their only client.
+Nothing here is a stable API: names may change with their clients.
 """
 
 from __future__ import annotations
