@@ -633,7 +633,7 @@ class Plan:
         self.mults, self.sweep_seeds, self.seeds = args.lr_mults, args.sweep_seeds, args.seeds
         self.rounds, self.block = args.cost_rounds, args.cost_block
         self.extend = args.extend
-        self.long_tasks, self.long_factor = args.long_tasks, args.long_factor
+        self.long_tasks, self.long_factors = args.long_tasks, args.long_factors
         self.long_optimizers = args.long_optimizers
         self.band_seeds = [x for x in args.band_seeds if x not in args.sweep_seeds]
         self.long_seeds = args.long_seeds
@@ -784,8 +784,8 @@ class Plan:
             for seed in self.band_seeds
         ]
 
-    def long(self, tasks=None) -> list[dict]:
-        """The winners (each variant at its own best lr) trained ``--long-factor`` times longer."""
+    def long(self, tasks=None, factor: int = 2) -> list[dict]:
+        """The winners (each variant at its own best lr) trained ``factor`` times longer."""
         cfgs = []
         for task, opt in self.pairs(tasks):
             if task not in self.long_tasks or opt not in self.long_optimizers:
@@ -794,7 +794,7 @@ class Plan:
                 mult = self.best_mult(task, opt, s)
                 if mult is not None:
                     cfgs += [
-                        long_cfg(self.cfg(task, opt, s, mult, seed), self.long_factor)
+                        long_cfg(self.cfg(task, opt, s, mult, seed), factor)
                         for seed in self.long_seeds
                     ]
         return cfgs
@@ -887,26 +887,37 @@ class Plan:
                     entry["seconds_to_target"] = entry["own"]["steps_to_target"] * ms[str(s)] / 1000
                 row["variants"][str(s)] = entry
             if task in self.long_tasks and opt in self.long_optimizers:
-                row["long"] = self.long_summary(task, opt)
+                row["long"] = [self.long_summary(task, opt, f) for f in self.long_factors]
             if task in FLAT_SEARCH:
                 row["flat_search"] = self.budget_summary(task)
             rows.append(row)
         return dict(rows=rows)
 
 
-def _long_summary(plan: Plan, task: str, opt: str) -> dict:
-    out = {"factor": plan.long_factor}
+def _long_summary(plan: Plan, task: str, opt: str, factor: int) -> dict:
+    out = {"factor": factor}
     base_values = None
+
+    def finished(s: int, mult: float | None, factor: int) -> list[dict]:
+        if mult is None:
+            return []
+        cfgs = [long_cfg(plan.cfg(task, opt, s, mult, seed), factor) for seed in plan.long_seeds]
+        return [r for r in map(plan.store.get, cfgs) if r is not None]
+
+    def test_losses(records: list[dict]) -> list[float]:
+        return [r["result"]["test"]["loss"] for r in records if not r["result"].get("diverged")]
+
     for s in VARIANTS:
         mult = plan.best_mult(task, opt, s)
-        records = []
-        if mult is not None:
-            for seed in plan.long_seeds:
-                cfg = long_cfg(plan.cfg(task, opt, s, mult, seed), plan.long_factor)
-                if (record := plan.store.get(cfg)) is not None:
-                    records.append(record)
+        records = finished(s, mult, factor)
         ok = [r for r in records if not r["result"].get("diverged")]
-        values = [r["result"]["test"]["loss"] for r in ok]
+        values = test_losses(records)
+        if s == 0:  # the base against itself at the length before (the regular run first)
+            before = max([f for f in plan.long_factors if f < factor], default=1)
+            earlier = test_losses(finished(s, mult, before))
+            if values and earlier and len(earlier) == len(values):
+                now, then = statistics.fmean(values), statistics.fmean(earlier)
+                out["base_change"] = (now - then) / then
         curve = mean_curve(records)
         entry = dict(mult=mult, n=len(ok), diverged=len(records) - len(ok), test_loss=values,
                      curve=curve, flat=flatness(curve))  # fmt: skip
@@ -1093,28 +1104,36 @@ def report(ctx: dict, summary: dict) -> str:
         )
     long_rows = [r for r in rows if r.get("long")]
     if long_rows:
-        factor = long_rows[0]["long"]["factor"]
+        factors = [x["factor"] for x in long_rows[0]["long"]]
+        times = " and ".join(f"{f}x" for f in factors)
         lines += [
             "",
-            f"## Longer training: the winners, {factor}x the steps",
+            f"## Longer training: the winners, {times} the steps",
             "",
-            f"Each variant at the lr it won in the sweep, trained {factor} times longer (the "
-            "schedule stretched with it), to tell early speed from final quality: does a "
-            "difference at the regular length survive more training? Test loss, mean ± sd over "
-            "seeds; *flat*: drop of the validation loss over the last quarter.",
+            f"Each variant at the lr it won in the sweep, trained {times} longer (the schedule "
+            "stretched with it), to tell early speed from final quality: does a difference at "
+            "the regular length survive more training, and has the base stopped improving? "
+            "Test loss, mean ± sd over seeds; *base vs before*: the base's mean test loss "
+            "against the same seeds at the length before (the regular run first); *flat*: drop "
+            "of the validation loss over the last quarter.",
             "",
-            "| task | optimizer | base | XGrad-S1 | S1 − base [95 % CI] | XGrad-S2 "
-            "| S2 − base [95 % CI] | flat base / S1 / S2 |",
-            "|---|---|---|---|---|---|---|---|",
+            "| task | optimizer | steps | base | XGrad-S1 | S1 − base [95 % CI] | XGrad-S2 "
+            "| S2 − base [95 % CI] | base vs before | flat base / S1 / S2 |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for row in long_rows:
-            long = row["long"]
-            cells = [TITLES[row["task"]].split(" (")[0], NAMES[row["optimizer"]]]
+        for row, long in ((r, x) for r in long_rows for x in r["long"]):
+            cells = [
+                TITLES[row["task"]].split(" (")[0],
+                NAMES[row["optimizer"]],
+                str(row["steps"] * long["factor"]),
+            ]
             for s in ("0", "1", "2"):
                 e = long[s]
                 cells.append(f"{lr_text(e['mult'])}: {mean_sd(e['test_loss'])} (n={e['n']})")
                 if s != "0":
                     cells.append(f"{fmt_diff(e.get('diff_loss'))} {judge(e.get('diff_loss'))}")
+            change = long.get("base_change")
+            cells.append("n/a" if change is None else f"{100 * change:+.1f} %".replace("-", "−"))
             cells.append(
                 " / ".join(
                     "n/a" if long[s]["flat"] is None else f"{100 * long[s]['flat']:.1f} %"
@@ -1449,7 +1468,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--long-optimizers", default=",".join(OPTIMIZERS), help="optimizers of the longer runs"
     )
-    parser.add_argument("--long-factor", type=int, default=2)
+    parser.add_argument(
+        "--long-factors", default="2,4", help="how many times longer the longer runs are"
+    )
     parser.add_argument("--long-seeds", default="0,1,2", help="seeds of the longer runs")
     parser.add_argument(
         "--flat-max-factor",
@@ -1494,7 +1515,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.size, args.optimizers, args.lr_mults = "quick", "adamw", "0.5,2"
         args.sweep_seeds, args.seeds, args.cost_rounds, args.cost_block = "0", "0,1", 2, 2
-        args.long_seeds, args.long_factor, args.band_seeds = "0,1", 2, ""
+        args.long_seeds, args.long_factors, args.band_seeds = "0,1", "2", ""
         args.long_tasks, args.long_optimizers, args.flat_max_factor = "gpt", "adamw", 4
         if args.out is None:
             import tempfile
@@ -1509,6 +1530,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.long_tasks = [t for t in args.long_tasks.split(",") if t]
     args.long_optimizers = [o for o in args.long_optimizers.split(",") if o]
     args.long_seeds = [int(s) for s in args.long_seeds.split(",")]
+    args.long_factors = [int(f) for f in args.long_factors.split(",") if f]
     args.band_seeds = [int(s) for s in args.band_seeds.split(",") if s]
     for name, given, known in (
         ("--tasks", args.tasks, TASKS),
@@ -1557,9 +1579,8 @@ def main(argv: list[str] | None = None) -> None:
                     pass  # again while the grid grows (a best at its edge)
                 run_all(plan.winners([task]), store, pool, f"{task}: winners x seeds")
             for task in args.tasks:  # then the longer runs, last: they answer a second question
-                run_all(
-                    plan.long([task]), store, pool, f"{task}: winners, {plan.long_factor}x longer"
-                )
+                for factor in plan.long_factors:
+                    run_all(plan.long([task], factor), store, pool, f"{task}: winners, {factor}x")
             for task in args.tasks:  # last: only the plot's seed bands need them
                 run_all(plan.bands([task]), store, pool, f"{task}: seed bands")
         finished = True

@@ -81,7 +81,7 @@ def test_quick_end_to_end_interrupted_then_resumed(tmp_path):
     assert {c["task"] for c in configs} == {"digits", "lstm", "gpt", "gpt_flat"}
     assert {c["s"] for c in configs if c["kind"] == "train"} == {0, 1, 2}
     assert sum(c["kind"] == "cost" for c in configs) == 4
-    # The transformer's winners again at 2x the steps (--quick's --long-factor), 2 seeds each.
+    # The transformer's winners again at 2x the steps (--quick's --long-factors), 2 seeds each.
     longer = [c for c in configs if c["task"] == "gpt" and c["params"]["steps"] == 32]
     assert len(longer) == 3 * 2
     # gpt_flat: its steps searched first (16, 32, 64 at most), then every run of it at that count.
@@ -99,6 +99,12 @@ def test_quick_end_to_end_interrupted_then_resumed(tmp_path):
                     "## Trained until flat: how many steps"):  # fmt: skip
         assert heading in report, heading
     assert "| char-level decoder-only transformer LM | AdamW |" in report
+    longer_row = next(
+        x
+        for x in report.splitlines()
+        if x.startswith("| char-level decoder-only transformer LM | AdamW | 32 |")
+    )
+    assert longer_row.count(" %") >= 4  # the base against the regular run, and 3 flatness figures
     assert "95 % CI" in report and "command: `python benchmarks/evidence.py --quick" in report
     for png in ("evidence_quick_cpu.png", "evidence_curves_quick_cpu.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
