@@ -1394,7 +1394,7 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
     fig.suptitle(
         "Learning-rate sensitivity: line = mean over seeds "
         f"{','.join(map(str, plan.sweep_seeds + plan.band_seeds))}, band = min-max (the lr is "
-        f"chosen on the mean of seed{'s' * (len(plan.sweep_seeds) > 1)} {chosen}); "
+        f"chosen on the mean of seed{'s' * (len(plan.sweep_seeds) > 1)} {chosen});\n"
         "star = winner rerun, mean ± sd over its seeds",
         fontsize=9,
     )
