@@ -1,17 +1,23 @@
 """Is XGrad more than a learning-rate change? Best-against-best, tuned, with confidence intervals.
 
-For three tasks (a CNN on scikit-learn's digits, a character-level LSTM and a small decoder-only
+For three models (a CNN on scikit-learn's digits, a character-level LSTM and a small decoder-only
 transformer language model on the Python standard library's own source; nothing is downloaded)
 and three base optimizers (SGDM, Adam, AdamW), this:
 
-1. sweeps the learning rate over the default x {0.25, 0.5, 1, 2, 4} for the base optimizer and for
-   XGrad-S1 and XGrad-S2 (``--sweep-seeds`` seeds per point);
-2. picks each variant's best learning rate by *validation* loss (mean over the sweep seeds);
-3. reruns every winner with ``--seeds`` seeds and reports the *test* metric, XGrad minus base,
+1. for ``gpt_flat`` (the transformer with AdamW, trained until flat) first searches the step
+   count: doubled from the ``gpt`` task's until more training buys less than
+   ``--flat-threshold`` (see ``Plan.factor``);
+2. sweeps the learning rate over the default x {0.25, 0.5, 1, 2, 4} (extended past an end where
+   a best lies) for the base optimizer and for XGrad-S1 and XGrad-S2 (``--sweep-seeds`` seeds
+   per point);
+3. picks each variant's best learning rate by *validation* loss (mean over the sweep seeds);
+4. reruns every winner with ``--seeds`` seeds and reports the *test* metric, XGrad minus base,
    with a 95 % confidence interval (Welch), and also XGrad at the base's best learning rate;
-4. measures XGrad's per-step cost on each model in one process, side by side with the base
+5. measures XGrad's per-step cost on each model in one process, side by side with the base
    (interleaved blocks of steps), and turns "steps to reach the base's best validation loss" into
-   wall-clock time to target.
+   wall-clock time to target;
+6. trains the digits and LSTM winners ``--long-factors`` times longer, to tell early speed from
+   final quality.
 
     python benchmarks/evidence.py                  # the full CPU run (see evidence.md for its time)
     python benchmarks/evidence.py --quick          # tiny end-to-end smoke run, seconds
