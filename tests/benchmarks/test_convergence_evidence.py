@@ -215,6 +215,9 @@ def test_gpt_flat_doubles_its_steps_until_more_training_buys_little(tmp_path):
         (32, True),
     ]
     assert plan.pairs() == [("gpt_flat", "adamw")]
+    full = ev.Plan(ev.parse_args(["--tasks", "gpt_flat"]), ev.Store(tmp_path / "full.jsonl"))
+    assert full.pairs() == [("gpt_flat", "adam"), ("gpt_flat", "adamw")]  # no SGDM
+    assert full.pilot("gpt_flat", 1)["optimizer"] == "adamw"  # one step count for both
     # Not flat, but twice the steps end no lower (overfitting): more training does not help.
     plan = plan_with({1: falling, 2: [3.0, 2.45, 2.49, 2.52]})
     assert plan.factor("gpt_flat") == 1
