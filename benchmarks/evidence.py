@@ -1237,9 +1237,11 @@ def report(ctx: dict, summary: dict) -> str:
             + " | ".join(cells)
             + " |"
         )
+    searched = {}  # one search per task, whichever optimizers it has
     for row in rows:
-        if "flat_search" not in row:
-            continue
+        if "flat_search" in row:
+            searched.setdefault(row["task"], row)
+    for row in searched.values():
         search = row["flat_search"]
         below = f"{100 * ctx['flat_threshold']:g} %"
         lines += [
@@ -1346,7 +1348,7 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
             if (task, opt) not in by_pair:  # gpt_flat: no SGDM
                 ax.axis("off")
                 continue
-            finite = []
+            finite, stars = [], []  # stars: the winners' mean + sd, always in view
             for s in VARIANTS:
                 xs, mean, low, high = [], [], [], []
                 for m in plan.grid(task, opt):
@@ -1372,6 +1374,8 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
                         if not r["result"].get("diverged")
                     ]
                     if len(finals) > 1:
+                        if statistics.fmean(finals) < 2 * statistics.median(finals):  # no ‡
+                            stars.append(statistics.fmean(finals) + statistics.stdev(finals))
                         x = best * DEFAULT_LR[task][opt] * (1 + 0.06 * (s - 1))
                         ax.errorbar(
                             [x],
@@ -1388,7 +1392,8 @@ def plots(plan: Plan, summary: dict, out: pathlib.Path, suffix: str = "") -> Non
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
             if finite:
                 low_y, high_y = min(finite), sorted(finite)[len(finite) // 2]
-                ax.set_ylim(low_y - 0.05 * abs(low_y), high_y + 0.6 * (high_y - low_y) + 1e-3)
+                high_y = max([high_y + 0.6 * (high_y - low_y)] + stars)
+                ax.set_ylim(low_y - 0.05 * abs(low_y), high_y + 0.1 * (high_y - low_y) + 1e-3)
             ax.set_title(f"{task} / {NAMES[opt]}", fontsize=9)
             ax.grid(alpha=0.3)
             if j == 0 or (task, opts[j - 1]) not in by_pair:
