@@ -974,6 +974,11 @@ def mean_sd(values: list[float], digits: int = 3) -> str:
     return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
+def percent(x: float | None) -> str:
+    """0.012 -> "1.2 %", with the minus sign the other columns use."""
+    return "n/a" if x is None else f"{100 * x:.1f} %".replace("-", "−")
+
+
 def lr_text(mult: float | None, at_edge: bool = False) -> str:
     return "n/a" if mult is None else f"x{mult:g}" + ("†" if at_edge else "")
 
@@ -1140,12 +1145,7 @@ def report(ctx: dict, summary: dict) -> str:
                     cells.append(f"{fmt_diff(e.get('diff_loss'))} {judge(e.get('diff_loss'))}")
             change = long.get("base_change")
             cells.append("n/a" if change is None else f"{100 * change:+.1f} %".replace("-", "−"))
-            cells.append(
-                " / ".join(
-                    "n/a" if long[s]["flat"] is None else f"{100 * long[s]['flat']:.1f} %"
-                    for s in ("0", "1", "2")
-                )
-            )
+            cells.append(" / ".join(percent(long[s]["flat"]) for s in ("0", "1", "2")))
             lines.append("| " + " | ".join(cells) + " |")
     suffix = ctx["suffix"]
     lines += [
@@ -1231,7 +1231,7 @@ def report(ctx: dict, summary: dict) -> str:
         cells = []
         for s in ("0", "1", "2"):
             flat = row["variants"][s]["own"].get("flat")
-            cells.append("n/a" if flat is None else f"{100 * flat:.1f} %")
+            cells.append(percent(flat))
         lines.append(
             f"| {TITLES[row['task']].split(' (')[0]} | {NAMES[row['optimizer']]} | "
             + " | ".join(cells)
@@ -1259,7 +1259,7 @@ def report(ctx: dict, summary: dict) -> str:
             "|---|---|---|---|",
         ]
         for pilot in search:
-            flat = "diverged" if pilot["diverged"] else f"{100 * pilot['flat']:.1f} %"
+            flat = "diverged" if pilot["diverged"] else percent(pilot["flat"])
             valid = "n/a" if pilot["valid"] is None else f"{pilot['valid']:.3f}"
             mark = "**chosen**" if pilot["chosen"] else ""
             lines.append(f"| {pilot['steps']} | {flat} | {valid} | {mark} |")
