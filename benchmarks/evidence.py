@@ -726,12 +726,16 @@ class Plan:
         return out
 
     def sweep(self, tasks=None) -> list[dict]:
+        return self.grid_runs(tasks, self.sweep_seeds)
+
+    def grid_runs(self, tasks, seeds) -> list[dict]:
+        """Every variant at every point of its grid, with these seeds."""
         return [
             self.cfg(t, o, s, m, seed)
             for t, o in self.pairs(tasks)
             for s in VARIANTS
             for m in self.grid(t, o)
-            for seed in self.sweep_seeds
+            for seed in seeds
         ]
 
     def grid(self, task, opt) -> list[float]:
@@ -782,15 +786,9 @@ class Plan:
     def bands(self, tasks=None) -> list[dict]:
         """More seeds at every sweep point, for the sensitivity plot's bands only (the lr is
         chosen on the sweep seeds, before these run)."""
-        return [
-            self.cfg(t, o, s, m, seed)
-            for t, o in self.pairs(tasks)
-            for s in VARIANTS
-            for m in self.grid(t, o)
-            for seed in self.band_seeds
-        ]
+        return self.grid_runs(tasks, self.band_seeds)
 
-    def long(self, tasks=None, factor: int = 2) -> list[dict]:
+    def long(self, tasks, factor: int) -> list[dict]:
         """The winners (each variant at its own best lr) trained ``factor`` times longer."""
         cfgs = []
         for task, opt in self.pairs(tasks):
@@ -836,11 +834,12 @@ class Plan:
             cost = self.store.get(self.costs()[self.pairs().index((task, opt))])
             ms = cost["result"]["ms_per_step"] if cost else None
             base_mult = self.best_mult(task, opt, 0)
+            params = self.cfg(task, opt, 0, 1.0, 0)["params"]  # the task's, steps decided
             row = dict(
                 task=task,
                 optimizer=opt,
-                steps=self.cfg(task, opt, 0, 1.0, 0)["params"]["steps"],
-                params=self.cfg(task, opt, 0, 1.0, 0)["params"],
+                steps=params["steps"],
+                params=params,
                 default_lr=DEFAULT_LR[task][opt],
                 ms_per_step=ms,
                 variants={},
@@ -974,9 +973,9 @@ def mean_sd(values: list[float], digits: int = 3) -> str:
     return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
-def percent(x: float | None) -> str:
-    """0.012 -> "1.2 %", with the minus sign the other columns use."""
-    return "n/a" if x is None else f"{100 * x:.1f} %".replace("-", "−")
+def percent(x: float | None, signed: bool = False) -> str:
+    """0.012 -> "1.2 %" ("+1.2 %" signed), with the minus sign the other columns use."""
+    return "n/a" if x is None else f"{100 * x:{'+' if signed else ''}.1f} %".replace("-", "−")
 
 
 def lr_text(mult: float | None, at_edge: bool = False) -> str:
@@ -1143,8 +1142,7 @@ def report(ctx: dict, summary: dict) -> str:
                 cells.append(f"{lr_text(e['mult'])}: {mean_sd(e['test_loss'])} (n={e['n']})")
                 if s != "0":
                     cells.append(f"{fmt_diff(e.get('diff_loss'))} {judge(e.get('diff_loss'))}")
-            change = long.get("base_change")
-            cells.append("n/a" if change is None else f"{100 * change:+.1f} %".replace("-", "−"))
+            cells.append(percent(long.get("base_change"), signed=True))
             cells.append(" / ".join(percent(long[s]["flat"]) for s in ("0", "1", "2")))
             lines.append("| " + " | ".join(cells) + " |")
     suffix = ctx["suffix"]
